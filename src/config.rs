@@ -1,0 +1,141 @@
+//! weir's configuration: what a `weir.yaml` says, validated.
+//!
+//! Loading goes in two steps, so that every problem is reported at once and with its
+//! place: YAML is read into [`raw::RawConfig`] (serde, with positions), then
+//! [`validate`] checks it and builds a [`Config`].
+
+pub mod duration;
+mod error;
+pub mod raw;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::{ConfigError, Issue};
+pub use validate::{split_from_weights, valid_name};
+
+use crate::routing::RequestMatch;
+
+/// The config weir starts with when `weir demo` runs; also a template for the docs.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:15001";
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:15000";
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the config came from (a file path), for messages.
+    pub origin: String,
+    /// The data-plane listener: HTTP/1.1 and h2c on one port.
+    pub listen: SocketAddr,
+    /// The admin listener: health, readiness, config, metrics, weights API.
+    pub admin: SocketAddr,
+    pub admin_token_file: Option<PathBuf>,
+    pub labels: ServiceLabels,
+    pub access_log: bool,
+    pub telemetry: bool,
+    /// The sliding window of the exact latency quantiles.
+    pub latency_window: Duration,
+    /// How long in-flight requests get to finish on SIGTERM.
+    pub drain_timeout: Duration,
+    /// How long an HTTP/1.1 client connection may wait between requests.
+    pub idle_timeout: Duration,
+    /// Worker threads; `None` means one per available CPU.
+    pub workers: Option<usize>,
+    pub destinations: Vec<DestinationConfig>,
+    pub routes: Vec<RouteConfig>,
+}
+
+/// The service-level labels of the Istio metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceLabels {
+    pub service: String,
+    pub namespace: String,
+    pub reporter: String,
+    pub workload: String,
+}
+
+/// Which HTTP version weir speaks to a destination's endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Http1,
+    Http2,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http1 => "http1",
+            Protocol::Http2 => "http2",
+        }
+    }
+}
+
+/// A `host:port` an upstream listens on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EndpointAddr {
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::fmt::Display for EndpointAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// One destination: a named version of the service and its endpoints.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DestinationConfig {
+    pub name: String,
+    pub endpoints: Vec<EndpointAddr>,
+    pub protocol: Protocol,
+    pub connect_timeout: Duration,
+    /// `destination_workload` and `destination_version` metric labels.
+    pub workload: String,
+    pub version: String,
+}
+
+/// One route: first match wins, then the split picks a destination per request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteConfig {
+    pub name: String,
+    pub matcher: RequestMatch,
+    /// `(index into Config::destinations, weight)`, in the order written.
+    pub split: Vec<(usize, u32)>,
+    /// Time allowed for the whole upstream exchange; `None` means no limit (Istio's default).
+    pub timeout: Option<Duration>,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            origin: origin.clone(),
+            source,
+        })?;
+        Config::parse(&text, &origin)
+    }
+
+    /// Validates config text; `origin` names it in error messages.
+    pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        validate::parse(text, origin).map_err(|issues| ConfigError::Invalid {
+            origin: origin.to_owned(),
+            issues,
+        })
+    }
+
+    pub fn destination_index(&self, name: &str) -> Option<usize> {
+        self.destinations.iter().position(|d| d.name == name)
+    }
+
+    pub fn route(&self, name: &str) -> Option<&RouteConfig> {
+        self.routes.iter().find(|r| r.name == name)
+    }
+}

@@ -1,0 +1,602 @@
+//! Turns a [`RawConfig`] into a [`Config`], collecting every problem with its position.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use http::header::HeaderName;
+use serde_saphyr::{Location, Spanned};
+
+use super::raw::{
+    Entries, RawConfig, RawDestination, RawMatch, RawRoute, RawStringMatch, RawWeight,
+};
+use super::{
+    Config, DEFAULT_ADMIN, DEFAULT_LISTEN, DestinationConfig, EndpointAddr, Issue, Protocol,
+    RouteConfig, ServiceLabels, duration,
+};
+use crate::routing::{RequestMatch, StringMatch};
+
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+const DEFAULT_LATENCY_WINDOW: Duration = Duration::from_secs(60);
+
+pub(super) fn parse(text: &str, origin: &str) -> Result<Config, Vec<Issue>> {
+    if text.trim().is_empty() {
+        return Err(vec![Issue::top(
+            "the config is empty: it needs at least `destinations` and `routes` (see config/weir.yaml)",
+        )]);
+    }
+    let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| vec![yaml_issue(&e)])?;
+    from_raw(raw, origin)
+}
+
+/// A YAML or type error from the parser, reduced to a position and a one-line message.
+fn yaml_issue(err: &serde_saphyr::Error) -> Issue {
+    let loc = err.location();
+    let text = err.without_snippet().to_string();
+    // The parser appends its own "at line L column C"; we put the position in front.
+    let first = text.lines().next().unwrap_or("invalid YAML").trim();
+    let message = match first.find(" at line ") {
+        Some(i) => first[..i].to_string(),
+        None => first.to_string(),
+    };
+    match loc {
+        Some(loc) => Issue::at(loc, message),
+        None => Issue::top(message),
+    }
+}
+
+fn from_raw(raw: RawConfig, origin: &str) -> Result<Config, Vec<Issue>> {
+    let mut issues = Vec::new();
+    let listen = listen_addr(raw.listen.as_ref(), DEFAULT_LISTEN, "listen", &mut issues);
+    let admin = listen_addr(raw.admin.as_ref(), DEFAULT_ADMIN, "admin", &mut issues);
+    if let (Some(l), Some(a)) = (listen, admin)
+        && l == a
+        && l.port() != 0
+    {
+        let at = raw
+            .admin
+            .as_ref()
+            .map_or(Location::UNKNOWN, |s| s.referenced);
+        issues.push(issue_at(
+            at,
+            "`admin` and `listen` must be different addresses",
+        ));
+    }
+    let labels = service_labels(&raw, &mut issues);
+    let latency_window = opt_duration(
+        raw.latency_window.as_ref(),
+        DEFAULT_LATENCY_WINDOW,
+        &mut issues,
+    );
+    let drain_timeout = opt_duration(
+        raw.drain_timeout.as_ref(),
+        DEFAULT_DRAIN_TIMEOUT,
+        &mut issues,
+    );
+    let idle_timeout = opt_duration(raw.idle_timeout.as_ref(), DEFAULT_IDLE_TIMEOUT, &mut issues);
+    if latency_window < Duration::from_secs(1) {
+        let at = raw
+            .latency_window
+            .as_ref()
+            .map_or(Location::UNKNOWN, |s| s.referenced);
+        issues.push(issue_at(at, "`latency_window` must be at least 1s"));
+    }
+    let workers = raw.workers.as_ref().and_then(|w| {
+        if w.value == 0 || w.value > 1024 {
+            issues.push(Issue::at(
+                w.referenced,
+                "`workers` must be between 1 and 1024",
+            ));
+            None
+        } else {
+            Some(w.value)
+        }
+    });
+
+    let destinations = match &raw.destinations {
+        Some(d) if !d.value.0.is_empty() => destinations(&d.value, &labels, &mut issues),
+        Some(d) => {
+            issues.push(Issue::at(
+                d.referenced,
+                "`destinations` is empty: name at least one",
+            ));
+            Vec::new()
+        }
+        None => {
+            issues.push(Issue::top(
+                "`destinations` is missing: name each version of the service and its endpoints",
+            ));
+            Vec::new()
+        }
+    };
+    let routes = match &raw.routes {
+        Some(r) if !r.value.is_empty() => routes(&r.value, &destinations, &mut issues),
+        Some(r) => {
+            issues.push(Issue::at(
+                r.referenced,
+                "`routes` is empty: add at least one route",
+            ));
+            Vec::new()
+        }
+        None => {
+            issues.push(Issue::top(
+                "`routes` is missing: add at least one route with a `split`",
+            ));
+            Vec::new()
+        }
+    };
+
+    if !issues.is_empty() {
+        issues.sort_by_key(|i| (i.line, i.column));
+        return Err(issues);
+    }
+    Ok(Config {
+        origin: origin.to_owned(),
+        listen: listen.expect("checked above"),
+        admin: admin.expect("checked above"),
+        admin_token_file: raw.admin_token_file.map(|s| PathBuf::from(s.value)),
+        labels,
+        access_log: raw.access_log.unwrap_or(false),
+        telemetry: raw.telemetry.unwrap_or(true),
+        latency_window,
+        drain_timeout,
+        idle_timeout,
+        workers,
+        destinations,
+        routes,
+    })
+}
+
+fn issue_at(loc: Location, message: impl Into<String>) -> Issue {
+    if loc == Location::UNKNOWN {
+        Issue::top(message)
+    } else {
+        Issue::at(loc, message)
+    }
+}
+
+fn service_labels(raw: &RawConfig, issues: &mut Vec<Issue>) -> ServiceLabels {
+    let text = |v: &Option<Spanned<String>>, default: &str| {
+        v.as_ref()
+            .map_or_else(|| default.to_owned(), |s| s.value.clone())
+    };
+    let reporter = text(&raw.reporter, "source");
+    if reporter != "source" && reporter != "destination" {
+        let at = raw
+            .reporter
+            .as_ref()
+            .map_or(Location::UNKNOWN, |s| s.referenced);
+        issues.push(issue_at(
+            at,
+            format!("`reporter` is `{reporter}`: it must be `source` or `destination`"),
+        ));
+    }
+    ServiceLabels {
+        service: text(&raw.service, "unknown"),
+        namespace: text(&raw.namespace, "default"),
+        reporter,
+        workload: text(&raw.workload, "weir"),
+    }
+}
+
+fn listen_addr(
+    value: Option<&Spanned<String>>,
+    default: &str,
+    key: &str,
+    issues: &mut Vec<Issue>,
+) -> Option<SocketAddr> {
+    let Some(value) = value else {
+        return Some(default.parse().expect("default addresses parse"));
+    };
+    match parse_listen(&value.value) {
+        Ok(addr) => Some(addr),
+        Err(why) => {
+            issues.push(Issue::at(value.referenced, format!("`{key}`: {why}")));
+            None
+        }
+    }
+}
+
+/// `127.0.0.1:15001`, `[::]:15001`, `:15001` (all interfaces) or `localhost:15001`.
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = text.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let hint = || {
+        format!("`{text}` is not an address: write IP:PORT, e.g. 127.0.0.1:15001 or 0.0.0.0:15001")
+    };
+    let (host, port) = text.rsplit_once(':').ok_or_else(hint)?;
+    let port: u16 = port.parse().map_err(|_| hint())?;
+    let ip = match host {
+        "" => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        _ => return Err(hint()),
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// Letters, digits, `.`, `_` and `-`: names appear in URLs, metric labels and logs.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+fn opt_duration(
+    value: Option<&Spanned<String>>,
+    default: Duration,
+    issues: &mut Vec<Issue>,
+) -> Duration {
+    match value {
+        None => default,
+        Some(v) => duration::parse(&v.value).unwrap_or_else(|why| {
+            issues.push(Issue::at(v.referenced, why));
+            default
+        }),
+    }
+}
+
+fn destinations(
+    raw: &Entries<Spanned<RawDestination>>,
+    labels: &ServiceLabels,
+    issues: &mut Vec<Issue>,
+) -> Vec<DestinationConfig> {
+    let mut out = Vec::new();
+    for (name, dest) in &raw.0 {
+        if !valid_name(&name.value) {
+            issues.push(Issue::at(
+                name.referenced,
+                format!(
+                    "destination name `{}` may only use letters, digits, '.', '_' and '-'",
+                    name.value
+                ),
+            ));
+        }
+        // Kept even when invalid, so routes naming it are not also reported as
+        // naming an unknown destination.
+        out.push(destination(&name.value, dest, labels, issues));
+    }
+    out
+}
+
+fn destination(
+    name: &str,
+    dest: &Spanned<RawDestination>,
+    labels: &ServiceLabels,
+    issues: &mut Vec<Issue>,
+) -> DestinationConfig {
+    let mut endpoints = Vec::new();
+    match &dest.value.endpoints {
+        None => issues.push(Issue::at(
+            dest.referenced,
+            format!("destination `{name}` has no `endpoints`: list its host:port addresses"),
+        )),
+        Some(list) if list.value.is_empty() => issues.push(Issue::at(
+            list.referenced,
+            format!("destination `{name}` has an empty `endpoints` list"),
+        )),
+        Some(list) => {
+            let mut seen = HashSet::new();
+            for ep in &list.value {
+                match parse_endpoint(&ep.value) {
+                    Ok(addr) if !seen.insert(addr.clone()) => issues.push(Issue::at(
+                        ep.referenced,
+                        format!("endpoint `{}` is listed twice in `{name}`", ep.value),
+                    )),
+                    Ok(addr) => endpoints.push(addr),
+                    Err(why) => issues.push(Issue::at(ep.referenced, why)),
+                }
+            }
+        }
+    }
+    let protocol = match &dest.value.protocol {
+        None => Protocol::Http1,
+        Some(p) => match p.value.as_str() {
+            "http1" => Protocol::Http1,
+            "http2" => Protocol::Http2,
+            other => {
+                issues.push(Issue::at(
+                    p.referenced,
+                    format!("protocol `{other}` is unknown: use `http1` (the default) or `http2`"),
+                ));
+                Protocol::Http1
+            }
+        },
+    };
+    let connect_timeout = opt_duration(
+        dest.value.connect_timeout.as_ref(),
+        DEFAULT_CONNECT_TIMEOUT,
+        issues,
+    );
+    let mut workload = format!("{}-{name}", labels.service);
+    let mut version = name.to_owned();
+    if let Some(l) = &dest.value.labels {
+        for (key, value) in &l.value.0 {
+            match key.value.as_str() {
+                "destination_workload" => workload = value.value.clone(),
+                "destination_version" => version = value.value.clone(),
+                other => issues.push(Issue::at(
+                    key.referenced,
+                    format!(
+                        "label `{other}` cannot be set per destination: use destination_workload or destination_version"
+                    ),
+                )),
+            }
+        }
+    }
+    DestinationConfig {
+        name: name.to_owned(),
+        endpoints,
+        protocol,
+        connect_timeout,
+        workload,
+        version,
+    }
+}
+
+/// `host:port` with an IPv4 address, a `[v6]` address or a DNS name.
+fn parse_endpoint(text: &str) -> Result<EndpointAddr, String> {
+    let bad = |why: &str| {
+        format!(
+            "endpoint `{text}` is not host:port ({why}), e.g. 127.0.0.1:8081 or shop-canary:8080"
+        )
+    };
+    let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+        let (host, port) = rest.split_once("]:").ok_or_else(|| bad("missing port"))?;
+        host.parse::<Ipv6Addr>()
+            .map_err(|_| bad("bad IPv6 address"))?;
+        (host, port)
+    } else {
+        let (host, port) = text.rsplit_once(':').ok_or_else(|| bad("missing port"))?;
+        if host.contains(':') {
+            return Err(bad("write IPv6 addresses in brackets"));
+        }
+        let host_ok = !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+        if !host_ok {
+            return Err(bad("bad host"));
+        }
+        (host, port)
+    };
+    let port: u16 = port.parse().map_err(|_| bad("bad port"))?;
+    if port == 0 {
+        return Err(bad("port 0"));
+    }
+    Ok(EndpointAddr {
+        host: host.to_owned(),
+        port,
+    })
+}
+
+fn routes(
+    raw: &[Spanned<RawRoute>],
+    destinations: &[DestinationConfig],
+    issues: &mut Vec<Issue>,
+) -> Vec<RouteConfig> {
+    let mut names: Vec<&str> = Vec::new();
+    let mut out = Vec::new();
+    for (i, route) in raw.iter().enumerate() {
+        let before = issues.len();
+        let name = match &route.value.name {
+            None => {
+                issues.push(Issue::at(
+                    route.referenced,
+                    format!(
+                        "route {} has no `name`: every route needs a unique name (used in logs, metrics and the admin API)",
+                        i + 1
+                    ),
+                ));
+                ""
+            }
+            Some(n) if !valid_name(&n.value) => {
+                issues.push(Issue::at(
+                    n.referenced,
+                    format!(
+                        "route name `{}` may only use letters, digits, '.', '_' and '-'",
+                        n.value
+                    ),
+                ));
+                ""
+            }
+            Some(n) if names.contains(&n.value.as_str()) => {
+                issues.push(Issue::at(
+                    n.referenced,
+                    format!(
+                        "duplicate route name `{}`: route names must be unique",
+                        n.value
+                    ),
+                ));
+                ""
+            }
+            Some(n) => {
+                names.push(&n.value);
+                &n.value
+            }
+        };
+        let matcher = route
+            .value
+            .matcher
+            .as_ref()
+            .map(|m| request_match(m, issues))
+            .unwrap_or_default();
+        let split = match &route.value.split {
+            None => {
+                issues.push(Issue::at(
+                    route.referenced,
+                    format!("route `{name}` has no `split`: give at least one destination a weight, e.g. split: {{ release: 100 }}"),
+                ));
+                Vec::new()
+            }
+            Some(split) => route_split(name, split, destinations, issues),
+        };
+        let timeout = route
+            .value
+            .timeout
+            .as_ref()
+            .and_then(|t| match duration::parse(&t.value) {
+                Ok(d) if d.is_zero() => None,
+                Ok(d) => Some(d),
+                Err(why) => {
+                    issues.push(Issue::at(t.referenced, why));
+                    None
+                }
+            });
+        if issues.len() == before {
+            out.push(RouteConfig {
+                name: name.to_owned(),
+                matcher,
+                split,
+                timeout,
+            });
+        }
+    }
+    out
+}
+
+fn route_split(
+    route: &str,
+    split: &Spanned<Entries<Spanned<RawWeight>>>,
+    destinations: &[DestinationConfig],
+    issues: &mut Vec<Issue>,
+) -> Vec<(usize, u32)> {
+    let mut out = Vec::new();
+    let mut ok = true;
+    for (dest, weight) in &split.value.0 {
+        let weight = match &weight.value.0 {
+            Ok(w) => *w,
+            Err(why) => {
+                ok = false;
+                issues.push(Issue::at(weight.referenced, why.clone()));
+                continue;
+            }
+        };
+        match destinations.iter().position(|d| d.name == dest.value) {
+            Some(index) => out.push((index, weight)),
+            None => {
+                ok = false;
+                issues.push(Issue::at(
+                    dest.referenced,
+                    unknown_destination(&dest.value, destinations),
+                ));
+            }
+        }
+    }
+    if ok && let Err(why) = check_weights(&out) {
+        issues.push(Issue::at(
+            split.referenced,
+            format!("route `{route}`: {why}"),
+        ));
+    }
+    out
+}
+
+fn unknown_destination(name: &str, destinations: &[DestinationConfig]) -> String {
+    let known: Vec<&str> = destinations.iter().map(|d| d.name.as_str()).collect();
+    format!(
+        "split names unknown destination `{name}`: known destinations are {}",
+        if known.is_empty() {
+            "(none)".to_owned()
+        } else {
+            known.join(", ")
+        }
+    )
+}
+
+fn check_weights(split: &[(usize, u32)]) -> Result<(), String> {
+    if split.is_empty() {
+        return Err("the split is empty: give at least one destination a weight".into());
+    }
+    if split.iter().all(|&(_, w)| w == 0) {
+        return Err("all weights are zero: at least one destination needs a weight above 0".into());
+    }
+    Ok(())
+}
+
+/// Validates a split given as `(destination, weight)` pairs, as the admin API receives it.
+pub fn split_from_weights(
+    weights: &[(String, u32)],
+    destinations: &[DestinationConfig],
+) -> Result<Vec<(usize, u32)>, String> {
+    let mut out = Vec::with_capacity(weights.len());
+    for (name, weight) in weights {
+        let index = destinations
+            .iter()
+            .position(|d| &d.name == name)
+            .ok_or_else(|| unknown_destination(name, destinations))?;
+        if out.iter().any(|&(i, _)| i == index) {
+            return Err(format!("destination `{name}` is named twice"));
+        }
+        out.push((index, *weight));
+    }
+    check_weights(&out)?;
+    Ok(out)
+}
+
+fn request_match(raw: &Spanned<RawMatch>, issues: &mut Vec<Issue>) -> RequestMatch {
+    let m = &raw.value;
+    let mut out = RequestMatch {
+        authority: m.authority.as_ref().and_then(|s| string_match(s, issues)),
+        path: m.path.as_ref().and_then(|s| string_match(s, issues)),
+        method: m.method.as_ref().and_then(|s| string_match(s, issues)),
+        ..Default::default()
+    };
+    for (name, value) in m.headers.iter().flat_map(|h| &h.0) {
+        if name.value.starts_with(':') {
+            issues.push(Issue::at(
+                name.referenced,
+                format!(
+                    "`{}` is a pseudo-header: use the `authority`, `path` or `method` condition",
+                    name.value
+                ),
+            ));
+            continue;
+        }
+        match HeaderName::from_bytes(name.value.to_ascii_lowercase().as_bytes()) {
+            Ok(header) => {
+                if let Some(sm) = string_match(value, issues) {
+                    out.headers.push((header, sm));
+                }
+            }
+            Err(_) => issues.push(Issue::at(
+                name.referenced,
+                format!("`{}` is not a valid header name", name.value),
+            )),
+        }
+    }
+    for (key, value) in m.query.iter().flat_map(|q| &q.0) {
+        if let Some(sm) = string_match(value, issues) {
+            out.query.push((key.value.clone(), sm));
+        }
+    }
+    out
+}
+
+fn string_match(raw: &Spanned<RawStringMatch>, issues: &mut Vec<Issue>) -> Option<StringMatch> {
+    match &raw.value {
+        RawStringMatch::Exact(s) => Some(StringMatch::Exact(s.clone())),
+        RawStringMatch::Prefix(s) => Some(StringMatch::Prefix(s.clone())),
+        RawStringMatch::Regex(pattern) => match StringMatch::regex(pattern) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                let text = e.to_string();
+                let last = text.lines().last().unwrap_or("").trim();
+                let detail = last.strip_prefix("error: ").unwrap_or(last).to_owned();
+                issues.push(Issue::at(
+                    raw.referenced,
+                    format!("bad regex `{pattern}`: {detail}"),
+                ));
+                None
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,161 @@
+//! `weir demo`: weir's main job on an embedded default, with nothing else to set up.
+//!
+//! Three synthetic upstreams (release, baseline and a slightly slower canary with a few
+//! errors), the proxy on an 80/10/10 split, and a steady client load; once a second a
+//! table shows how the traffic divides.
+
+mod load;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::server::Server;
+use crate::synthetic::{self, LatencyRange, Profile};
+use crate::telemetry::StatusClass;
+
+const TEMPLATE: &str = include_str!("../config/demo.yaml");
+
+/// What `weir demo` can be told.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub listen: SocketAddr,
+    pub admin: SocketAddr,
+    /// Stop after this long; `None` runs until Ctrl-C.
+    pub duration: Option<Duration>,
+    /// Client requests per second.
+    pub rate: u32,
+    pub connections: u32,
+}
+
+/// Why the demo could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("cannot start a synthetic upstream: {0}")]
+    Upstream(#[source] std::io::Error),
+    #[error("the embedded demo config is invalid: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("{0} (pass --listen and --admin to use other ports)")]
+    Start(#[from] crate::server::StartError),
+    #[error("cannot start the demo runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+pub fn run(opts: DemoOptions) -> Result<(), DemoError> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("weir-demo")
+        .enable_all()
+        .build()
+        .map_err(DemoError::Runtime)?;
+    rt.block_on(demo(opts))
+}
+
+async fn demo(opts: DemoOptions) -> Result<(), DemoError> {
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    let ms = Duration::from_millis;
+    let release = Profile {
+        latency: LatencyRange {
+            min: ms(2),
+            max: ms(6),
+        },
+        ..Profile::new("release")
+    };
+    let baseline = Profile {
+        latency: LatencyRange {
+            min: ms(2),
+            max: ms(6),
+        },
+        ..Profile::new("baseline")
+    };
+    let canary = Profile {
+        latency: LatencyRange {
+            min: ms(3),
+            max: ms(9),
+        },
+        error_rate: 0.02,
+        ..Profile::new("canary")
+    };
+    let mut addrs = Vec::new();
+    for profile in [release, baseline, canary] {
+        let (addr, _task) = synthetic::spawn(any, profile)
+            .await
+            .map_err(DemoError::Upstream)?;
+        addrs.push(addr);
+    }
+    let text = TEMPLATE
+        .replace("{listen}", &opts.listen.to_string())
+        .replace("{admin}", &opts.admin.to_string())
+        .replace("{release}", &addrs[0].to_string())
+        .replace("{baseline}", &addrs[1].to_string())
+        .replace("{canary}", &addrs[2].to_string());
+    let mut config = Config::parse(&text, "<embedded demo config>")?;
+    config.workers = Some(1);
+    let server = Server::start(config)?;
+    let proxy = server.listen_addr();
+    println!(
+        "weir demo: proxy on http://{proxy}  admin on http://{}",
+        server.admin_addr()
+    );
+    println!(
+        "  try: curl -si http://{proxy}/   |   curl -si -H 'x-weir-stage: canary' http://{proxy}/   |   curl -s http://{}/ready",
+        server.admin_addr()
+    );
+    println!(
+        "  upstreams: release {} (2-6 ms), baseline {} (2-6 ms), canary {} (3-9 ms, 2% errors); split 80/10/10; Ctrl-C stops",
+        addrs[0], addrs[1], addrs[2]
+    );
+    let load = Arc::new(load::LoadStats::default());
+    let load_task = tokio::spawn(load::run(proxy, opts.rate, opts.connections, load.clone()));
+
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => print_table(&server, started.elapsed(), &load),
+            _ = tokio::signal::ctrl_c() => break,
+        }
+        if opts.duration.is_some_and(|d| started.elapsed() >= d) {
+            break;
+        }
+    }
+    load_task.abort();
+    tokio::task::spawn_blocking(move || server.shutdown())
+        .await
+        .map_err(|e| DemoError::Runtime(std::io::Error::other(e)))?;
+    Ok(())
+}
+
+fn print_table(server: &Server, elapsed: Duration, load: &load::LoadStats) {
+    let stats = server.shared().stats.destinations();
+    let total: u64 = stats.iter().map(|d| d.requests()).sum();
+    println!();
+    println!(
+        "t={:>4}s  client sent {} ({} failed)",
+        elapsed.as_secs(),
+        load.sent.load(Ordering::Relaxed),
+        load.failed.load(Ordering::Relaxed)
+    );
+    println!(
+        "  {:<10} {:>9} {:>7} {:>7}",
+        "destination", "requests", "share", "errors"
+    );
+    for d in &stats {
+        let n = d.requests();
+        let share = if total == 0 {
+            0.0
+        } else {
+            100.0 * n as f64 / total as f64
+        };
+        println!(
+            "  {:<10} {:>9} {:>6.1}% {:>7}",
+            d.name,
+            n,
+            share,
+            d.responses(StatusClass::ServerError)
+        );
+    }
+}

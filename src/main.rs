@@ -1,0 +1,219 @@
+//! The `weir` command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use weir::config::{Config, duration};
+use weir::synthetic::{LatencyRange, Profile};
+use weir::telemetry::logging::{self, LogFormat};
+
+#[derive(Parser)]
+#[command(
+    name = "weir",
+    version,
+    about = "A traffic-split sidecar proxy for canary releases"
+)]
+struct Cli {
+    /// Log output format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log level when RUST_LOG is unset (error, warn, info, debug, trace).
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (the sidecar).
+    Run {
+        /// The config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Worker threads (default: one per available CPU, or `workers` in the config).
+        #[arg(long)]
+        workers: Option<usize>,
+    },
+    /// Validate a config file: exit 0, or print every problem and exit 1.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// A synthetic upstream with a known latency and error profile.
+    Upstream {
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: SocketAddr,
+        /// The name it answers with (body and `x-weir-upstream`).
+        #[arg(long, default_value = "upstream")]
+        name: String,
+        /// Latency per request: `5ms` or a uniform range `2ms..8ms`.
+        #[arg(long, default_value = "0")]
+        latency: LatencyRange,
+        /// Share of requests answered with 500, from 0 to 1.
+        #[arg(long, default_value_t = 0.0)]
+        error_rate: f64,
+        /// Response body size in bytes (default: the name and a newline).
+        #[arg(long)]
+        body_bytes: Option<usize>,
+        /// Runtime threads (default: one per available CPU).
+        #[arg(long)]
+        workers: Option<usize>,
+    },
+    /// Run weir on an embedded config with three synthetic upstreams and a client load.
+    Demo {
+        #[arg(long, default_value = weir::config::DEFAULT_LISTEN)]
+        listen: SocketAddr,
+        #[arg(long, default_value = weir::config::DEFAULT_ADMIN)]
+        admin: SocketAddr,
+        /// Stop after this long (e.g. `30s`); default: until Ctrl-C.
+        #[arg(long, value_parser = duration::parse)]
+        duration: Option<Duration>,
+        /// Client requests per second.
+        #[arg(long, default_value_t = 200)]
+        rate: u32,
+        /// Client keep-alive connections.
+        #[arg(long, default_value_t = 8)]
+        connections: u32,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _log_guard = logging::init(cli.log_format, &cli.log_level);
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("weir: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Check { config } => Ok(check(&config)),
+        Command::Run { config, workers } => run(&config, workers),
+        Command::Upstream {
+            listen,
+            name,
+            latency,
+            error_rate,
+            body_bytes,
+            workers,
+        } => {
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&error_rate),
+                "--error-rate must be between 0 and 1 (0.01 is 1%)"
+            );
+            let profile = Profile {
+                name,
+                latency,
+                error_rate,
+                body_bytes,
+            };
+            upstream(listen, profile, workers)
+        }
+        Command::Demo {
+            listen,
+            admin,
+            duration,
+            rate,
+            connections,
+        } => {
+            weir::demo::run(weir::demo::DemoOptions {
+                listen,
+                admin,
+                duration,
+                rate,
+                connections,
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match Config::load(path) {
+        Ok(config) => {
+            println!(
+                "{}: ok ({} destinations, {} routes)",
+                path.display(),
+                config.destinations.len(),
+                config.routes.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(path: &std::path::Path, workers: Option<usize>) -> anyhow::Result<ExitCode> {
+    let mut config = match Config::load(path) {
+        Ok(c) => c,
+        Err(error) => {
+            eprintln!("{error}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if workers.is_some() {
+        config.workers = workers;
+    }
+    let server = weir::Server::start(config)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the signal runtime")?;
+    rt.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+        anyhow::Ok(())
+    })?;
+    server.shutdown();
+    Ok(ExitCode::SUCCESS)
+}
+
+fn upstream(
+    listen: SocketAddr,
+    profile: Profile,
+    workers: Option<usize>,
+) -> anyhow::Result<ExitCode> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(n.max(1));
+    }
+    let rt = builder
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        tracing::info!(
+            listen = %listener.local_addr()?,
+            name = %profile.name,
+            latency = ?profile.latency,
+            error_rate = profile.error_rate,
+            "synthetic upstream serving"
+        );
+        tokio::select! {
+            () = weir::synthetic::serve(listener, profile) => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}

@@ -1,0 +1,196 @@
+//! The request path: match a route, pick a destination by weight, forward to one of its
+//! endpoints, stream the response back, and record how it went.
+
+pub mod body;
+mod flags;
+pub mod headers;
+mod upgrade;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
+
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body::Body;
+use hyper::body::Incoming;
+use hyper::upgrade::OnUpgrade;
+
+pub use body::{Exchange, LogFields, ResponseBody};
+pub use flags::{ResponseFlag, local_reply};
+use headers::Forwarding;
+
+use crate::config::Protocol;
+use crate::routing::RequestView;
+use crate::state::Shared;
+use crate::upstream::{ConnReturn, Destination, Endpoint, RequestBody, SendError};
+
+/// How many times a request that a pooled connection handed back unsent is tried again
+/// before weir gives up on the endpoint.
+const MAX_UNSENT_RETRIES: usize = 3;
+
+/// What the downstream connection tells the request path.
+#[derive(Debug, Clone)]
+pub struct Downstream {
+    pub peer: SocketAddr,
+    pub forwarding: Forwarding,
+    /// HTTP/2 connections drain with GOAWAY; HTTP/1.1 ones get `Connection: close`.
+    pub http2: bool,
+}
+
+impl Downstream {
+    pub fn new(peer: SocketAddr, tls: bool, http2: bool) -> Self {
+        let client_ip = HeaderValue::from_str(&peer.ip().to_string())
+            .expect("an IP address is a valid header value");
+        Downstream {
+            peer,
+            forwarding: Forwarding {
+                client_ip,
+                proto: HeaderValue::from_static(if tls { "https" } else { "http" }),
+            },
+            http2,
+        }
+    }
+}
+
+/// Serves one request. Never fails: every problem becomes a response with a flag.
+pub async fn serve(
+    shared: Arc<Shared>,
+    downstream: Arc<Downstream>,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let start = Instant::now();
+    let (route, access_log) = {
+        let snapshot = shared.snapshot.load();
+        let route = snapshot.routes.find(&RequestView::of(&req)).cloned();
+        (route, snapshot.access_log)
+    };
+    let log = access_log.then(|| {
+        Box::new(LogFields {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            version: req.version(),
+            peer: downstream.peer,
+            request_id: req.headers().get(&headers::X_REQUEST_ID).cloned(),
+        })
+    });
+    let Some(route) = route else {
+        let exchange = Exchange::start(start, shared.stats.unknown(), None, log);
+        return Ok(local_reply(ResponseFlag::NoRoute, exchange));
+    };
+    let destination = route.split.pick().clone();
+    let mut exchange = Exchange::start(start, destination.stats.clone(), Some(route.clone()), log);
+
+    let (mut parts, body) = req.into_parts();
+    let upgrade = destination.protocol == Protocol::Http1 && headers::is_upgrade(&parts);
+    let on_upgrade = if upgrade {
+        parts.extensions.remove::<OnUpgrade>()
+    } else {
+        None
+    };
+    headers::prepare_request(
+        &mut parts,
+        &downstream.forwarding,
+        destination.protocol,
+        upgrade,
+    );
+    if let Some(log) = exchange.log_fields_mut() {
+        log.request_id = parts.headers.get(&headers::X_REQUEST_ID).cloned();
+    }
+    let body = if body.is_end_stream() {
+        RequestBody::new(body, None)
+    } else {
+        let counter = Arc::new(AtomicU64::new(0));
+        exchange.set_request_counter(counter.clone());
+        RequestBody::new(body, Some(counter))
+    };
+    let req = Request::from_parts(parts, body);
+
+    // The route's timeout covers the whole exchange, response body included (Envoy's
+    // route timeout), so the same timer moves into the body once headers arrive.
+    let mut deadline = route
+        .timeout
+        .map(|t| Box::pin(tokio::time::sleep_until((start + t).into())));
+    let forwarded = match deadline.as_mut() {
+        None => forward(&destination, req, upgrade).await,
+        Some(sleep) => tokio::select! {
+            biased;
+            result = forward(&destination, req, upgrade) => result,
+            () = sleep.as_mut() => Err(ResponseFlag::UpstreamTimeout),
+        },
+    };
+    let (resp, conn, endpoint) = match forwarded {
+        Ok(ok) => ok,
+        Err(flag) => return Ok(local_reply(flag, exchange)),
+    };
+
+    exchange.set_endpoint(endpoint.label.clone());
+    let (mut parts, body) = resp.into_parts();
+    exchange.set_response(parts.status, None);
+    if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+        let upstream_upgrade = parts.extensions.remove::<OnUpgrade>();
+        headers::prepare_response(&mut parts, true);
+        if let (Some(down), Some(up)) = (on_upgrade, upstream_upgrade) {
+            upgrade::tunnel(down, up, exchange);
+            return Ok(Response::from_parts(parts, ResponseBody::empty()));
+        }
+        // A 101 without a requested upgrade cannot be honoured.
+        return Ok(local_reply(
+            ResponseFlag::UpstreamConnectionTermination,
+            exchange,
+        ));
+    }
+    headers::prepare_response(&mut parts, false);
+    if !downstream.http2 && shared.is_draining() {
+        // Draining: ask HTTP/1.1 clients to reconnect elsewhere after this response.
+        parts
+            .headers
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    let body = ResponseBody::upstream(body, exchange, conn, deadline);
+    Ok(Response::from_parts(parts, body))
+}
+
+/// Forwards to the destination's next endpoint. A connect failure is tried once more on
+/// the next endpoint (Envoy's `connect-failure` retry); nothing else is retried, because
+/// the request may have had effects upstream.
+async fn forward(
+    destination: &Destination,
+    mut req: Request<RequestBody>,
+    upgrade: bool,
+) -> Result<(Response<Incoming>, Option<ConnReturn>, Arc<Endpoint>), ResponseFlag> {
+    let endpoints = destination.endpoints();
+    let mut index = destination.next_endpoint();
+    let mut connect_retry = endpoints.len() > 1;
+    let mut unsent_retries = 0;
+    loop {
+        let endpoint = &endpoints[index];
+        let lease = match endpoint.checkout(upgrade).await {
+            Ok(lease) => lease,
+            Err(error) => {
+                endpoint.note_connect_failure(&destination.name, &error);
+                if connect_retry {
+                    connect_retry = false;
+                    index = (index + 1) % endpoints.len();
+                    continue;
+                }
+                return Err(ResponseFlag::UpstreamConnectFailure);
+            }
+        };
+        match lease.send(req).await {
+            Ok((resp, conn)) => return Ok((resp, conn, endpoint.clone())),
+            Err(SendError::Unsent(unsent)) if unsent_retries < MAX_UNSENT_RETRIES => {
+                unsent_retries += 1;
+                req = *unsent;
+            }
+            Err(e) if e.is_downstream() => {
+                return Err(ResponseFlag::DownstreamConnectionTermination);
+            }
+            Err(e) => {
+                tracing::debug!(destination = %destination.name, endpoint = %endpoint.label, error = ?e, "upstream reset");
+                return Err(ResponseFlag::UpstreamConnectionTermination);
+            }
+        }
+    }
+}

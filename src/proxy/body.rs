@@ -1,0 +1,331 @@
+//! The response body weir streams back, and the record of one exchange that is logged
+//! and counted when that body ends.
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, StatusCode, Uri, Version};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::time::Sleep;
+
+use super::ResponseFlag;
+use crate::snapshot::Route;
+use crate::telemetry::{DestinationStats, Outcome};
+use crate::upstream::ConnReturn;
+
+/// Fields only the access log needs; captured only when it is on.
+#[derive(Debug)]
+pub struct LogFields {
+    pub method: Method,
+    pub uri: Uri,
+    pub version: Version,
+    pub peer: SocketAddr,
+    pub request_id: Option<HeaderValue>,
+}
+
+/// One request's journey, recorded (stats, access log) exactly once: when its response
+/// body ends, or when it is dropped because the client went away.
+pub struct Exchange {
+    start: Instant,
+    stats: Arc<DestinationStats>,
+    route: Option<Arc<Route>>,
+    endpoint: Option<Arc<str>>,
+    status: u16,
+    flag: Option<ResponseFlag>,
+    /// Counted by the request body as it streams upstream.
+    request_bytes: Option<Arc<AtomicU64>>,
+    response_bytes: u64,
+    log: Option<Box<LogFields>>,
+    /// False until a response (upstream or local) is known.
+    answered: bool,
+}
+
+impl fmt::Debug for Exchange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Exchange")
+            .field("destination", &self.stats.name)
+            .field("status", &self.status)
+            .field("flag", &self.flag)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Exchange {
+    /// Starts the record; `stats` is the destination's, or the `unknown` one when no
+    /// route matched.
+    pub fn start(
+        start: Instant,
+        stats: Arc<DestinationStats>,
+        route: Option<Arc<Route>>,
+        log: Option<Box<LogFields>>,
+    ) -> Self {
+        stats.request_started();
+        Exchange {
+            start,
+            stats,
+            route,
+            endpoint: None,
+            status: 0,
+            flag: None,
+            request_bytes: None,
+            response_bytes: 0,
+            log,
+            answered: false,
+        }
+    }
+
+    pub fn set_endpoint(&mut self, endpoint: Arc<str>) {
+        self.endpoint = Some(endpoint);
+    }
+
+    pub fn set_request_counter(&mut self, counter: Arc<AtomicU64>) {
+        self.request_bytes = Some(counter);
+    }
+
+    pub fn set_response(&mut self, status: StatusCode, flag: Option<ResponseFlag>) {
+        self.status = status.as_u16();
+        self.flag = flag;
+        self.answered = true;
+    }
+
+    pub fn add_response_bytes(&mut self, n: u64) {
+        self.response_bytes += n;
+    }
+
+    /// Marks a failure that happened after the response started (the status stays).
+    pub fn set_flag(&mut self, flag: ResponseFlag) {
+        self.flag.get_or_insert(flag);
+    }
+
+    pub fn log_fields_mut(&mut self) -> Option<&mut LogFields> {
+        self.log.as_deref_mut()
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        if !self.answered {
+            // The client went away before any response: Envoy logs status 0 and DC.
+            self.status = 0;
+            self.flag = Some(ResponseFlag::DownstreamConnectionTermination);
+        }
+        let outcome = Outcome {
+            status: self.status,
+            flag: self.flag,
+            duration: self.start.elapsed(),
+            request_bytes: self
+                .request_bytes
+                .as_ref()
+                .map_or(0, |c| c.load(Ordering::Relaxed)),
+            response_bytes: self.response_bytes,
+        };
+        self.stats.request_finished(&outcome);
+        if let Some(log) = &self.log {
+            tracing::info!(
+                target: "weir::access",
+                method = %log.method,
+                path = %log.uri.path_and_query().map_or("/", |p| p.as_str()),
+                protocol = ?log.version,
+                route = self.route.as_ref().map_or("-", |r| &*r.name),
+                destination = self.route.as_ref().map_or("-", |_| &*self.stats.name),
+                endpoint = self.endpoint.as_deref().unwrap_or("-"),
+                status = outcome.status,
+                flags = outcome.flag.map_or("-", ResponseFlag::code),
+                duration_ms = outcome.duration.as_secs_f64() * 1e3,
+                request_bytes = outcome.request_bytes,
+                response_bytes = outcome.response_bytes,
+                peer = %log.peer,
+                request_id = log.request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-"),
+                "access"
+            );
+        }
+    }
+}
+
+/// The response body weir sends downstream.
+pub struct ResponseBody {
+    kind: Kind,
+    exchange: Option<Exchange>,
+}
+
+enum Kind {
+    /// The upstream's body, streamed frame by frame.
+    Upstream {
+        inner: Incoming,
+        /// The pooled connection to give back once this body has been read to the end.
+        conn: Option<ConnReturn>,
+        /// The route's deadline, still running while the body streams.
+        deadline: Option<Pin<Box<Sleep>>>,
+    },
+    /// A short body weir wrote itself.
+    Local(Option<Bytes>),
+}
+
+/// Why a response body stopped early; hyper then resets the stream or connection, so
+/// the client sees a truncated response rather than a silently short one.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("upstream response body failed: {0}")]
+    Upstream(#[source] hyper::Error),
+    #[error("the route's timeout expired while the response body was streaming")]
+    Timeout,
+}
+
+impl fmt::Debug for ResponseBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseBody").finish_non_exhaustive()
+    }
+}
+
+impl ResponseBody {
+    /// A body weir wrote itself. The exchange is recorded now: there is nothing
+    /// upstream left to wait for.
+    pub fn local(bytes: Bytes, mut exchange: Exchange) -> Self {
+        exchange.add_response_bytes(bytes.len() as u64);
+        drop(exchange);
+        ResponseBody {
+            kind: Kind::Local(Some(bytes)),
+            exchange: None,
+        }
+    }
+
+    /// An empty body that records nothing (the exchange is recorded elsewhere).
+    pub fn empty() -> Self {
+        ResponseBody {
+            kind: Kind::Local(None),
+            exchange: None,
+        }
+    }
+
+    pub fn upstream(
+        inner: Incoming,
+        exchange: Exchange,
+        conn: Option<ConnReturn>,
+        deadline: Option<Pin<Box<Sleep>>>,
+    ) -> Self {
+        let done = inner.is_end_stream();
+        let mut body = ResponseBody {
+            kind: Kind::Upstream {
+                inner,
+                conn,
+                deadline,
+            },
+            exchange: Some(exchange),
+        };
+        // hyper never polls a body that is already at its end (204, HEAD, empty
+        // content), so finish now: give the connection back and record the exchange.
+        if done {
+            body.complete();
+        }
+        body
+    }
+
+    fn count(&mut self, n: usize) {
+        if let Some(x) = &mut self.exchange {
+            x.add_response_bytes(n as u64);
+        }
+    }
+
+    /// The body ended cleanly: the connection may be reused and the exchange recorded.
+    fn complete(&mut self) {
+        if let Kind::Upstream { conn, deadline, .. } = &mut self.kind {
+            if let Some(conn) = conn.take() {
+                conn.release();
+            }
+            *deadline = None;
+        }
+        self.exchange = None;
+    }
+
+    fn fail(&mut self, flag: ResponseFlag) {
+        if let Some(x) = &mut self.exchange {
+            x.set_flag(flag);
+        }
+        if let Kind::Upstream { conn, deadline, .. } = &mut self.kind {
+            // Half-read: never reuse it.
+            *conn = None;
+            *deadline = None;
+        }
+        self.exchange = None;
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        match &mut this.kind {
+            Kind::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Upstream {
+                inner, deadline, ..
+            } => {
+                if let Some(d) = deadline
+                    && d.as_mut().poll(cx).is_ready()
+                {
+                    this.fail(ResponseFlag::UpstreamTimeout);
+                    return Poll::Ready(Some(Err(BodyError::Timeout)));
+                }
+                let polled = Pin::new(&mut *inner).poll_frame(cx);
+                let at_end = inner.is_end_stream();
+                match polled {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(None) => {
+                        this.complete();
+                        Poll::Ready(None)
+                    }
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Some(data) = frame.data_ref() {
+                            this.count(data.len());
+                        }
+                        if at_end {
+                            this.complete();
+                        }
+                        Poll::Ready(Some(Ok(frame)))
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        this.fail(ResponseFlag::UpstreamConnectionTermination);
+                        Poll::Ready(Some(Err(BodyError::Upstream(e))))
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Local(bytes) => bytes.is_none(),
+            Kind::Upstream { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Local(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            Kind::Upstream { inner, .. } => inner.size_hint(),
+        }
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        // Dropped before its end: hyper stopped sending because the client went away.
+        if self.exchange.is_some() {
+            self.fail(ResponseFlag::DownstreamConnectionTermination);
+        }
+    }
+}

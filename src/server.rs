@@ -1,0 +1,154 @@
+//! Starting and stopping weir: binds the listeners, starts one worker per core and the
+//! admin thread, and drains everything on shutdown.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use socket2::{Domain, Socket, Type};
+use tokio::sync::watch;
+
+use crate::admin;
+use crate::config::Config;
+use crate::listener::{self, DrainSignal, ListenerSettings};
+use crate::runtime;
+use crate::state::Shared;
+
+/// Why weir could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr} (`{key}`): {source}; is another process using it?")]
+    Bind {
+        key: &'static str,
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot start a thread: {0}")]
+    Thread(#[source] io::Error),
+}
+
+/// A running weir: workers serving the data plane, and the admin listener.
+#[derive(Debug)]
+pub struct Server {
+    shared: Arc<Shared>,
+    listen_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    drain: watch::Sender<bool>,
+    admin_stop: watch::Sender<bool>,
+    workers: Vec<JoinHandle<()>>,
+    admin: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds both listeners and starts serving. Returns once they accept connections.
+    pub fn start(config: Config) -> Result<Server, StartError> {
+        let workers = config.workers.unwrap_or_else(runtime::default_workers);
+        let listener = bind(config.listen, "listen")?;
+        let admin_listener = bind(config.admin, "admin")?;
+        let listen_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            key: "listen",
+            addr: config.listen,
+            source,
+        })?;
+        let admin_addr = admin_listener
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                key: "admin",
+                addr: config.admin,
+                source,
+            })?;
+        let settings = ListenerSettings {
+            idle_timeout: config.idle_timeout,
+            drain_timeout: config.drain_timeout,
+        };
+        let (routes, destinations) = (config.routes.len(), config.destinations.len());
+        let shared = Arc::new(Shared::new(config, workers));
+        let (drain, drain_signal) = DrainSignal::new();
+        let (admin_stop, admin_signal) = DrainSignal::new();
+
+        let mut handles = Vec::with_capacity(workers);
+        for id in 0..workers {
+            let listener = listener.try_clone().map_err(StartError::Thread)?;
+            let (shared, drain_signal) = (shared.clone(), drain_signal.clone());
+            let handle = runtime::spawn_worker(id, move || {
+                listener::run(listener, shared, drain_signal, settings)
+            })
+            .map_err(StartError::Thread)?;
+            handles.push(handle);
+        }
+        let admin = {
+            let shared = shared.clone();
+            std::thread::Builder::new()
+                .name("weir-admin".into())
+                .spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("a current-thread runtime builds");
+                    rt.block_on(admin::serve(admin_listener, shared, admin_signal));
+                })
+                .map_err(StartError::Thread)?
+        };
+        tracing::info!(
+            listen = %listen_addr,
+            admin = %admin_addr,
+            workers,
+            routes,
+            destinations,
+            "weir is serving"
+        );
+        Ok(Server {
+            shared,
+            listen_addr,
+            admin_addr,
+            drain,
+            admin_stop,
+            workers: handles,
+            admin: Some(admin),
+        })
+    }
+
+    /// The data-plane address (useful with port 0).
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen_addr
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Graceful shutdown: readiness fails, listeners stop accepting, HTTP/2 clients get
+    /// GOAWAY, HTTP/1.1 clients `Connection: close`, in-flight requests get up to the
+    /// drain timeout to finish. Blocks until done.
+    pub fn shutdown(mut self) {
+        tracing::info!("draining");
+        self.shared.start_draining();
+        let _ = self.drain.send(true);
+        for handle in self.workers.drain(..) {
+            let _ = handle.join();
+        }
+        let _ = self.admin_stop.send(true);
+        if let Some(admin) = self.admin.take() {
+            let _ = admin.join();
+        }
+        tracing::info!("drained; exiting");
+    }
+}
+
+/// A non-blocking listening socket with `SO_REUSEADDR`, so a restart does not wait out
+/// TIME_WAIT, and a deep backlog for connection bursts.
+fn bind(addr: SocketAddr, key: &'static str) -> Result<std::net::TcpListener, StartError> {
+    let err = |source| StartError::Bind { key, addr, source };
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None).map_err(err)?;
+    socket.set_reuse_address(true).map_err(err)?;
+    socket.set_nonblocking(true).map_err(err)?;
+    socket.bind(&addr.into()).map_err(err)?;
+    socket.listen(4096).map_err(err)?;
+    Ok(socket.into())
+}

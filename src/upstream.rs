@@ -1,0 +1,147 @@
+//! Upstreams: destinations, their endpoints, and the pooled connections weir keeps to them.
+
+mod body;
+mod connect;
+mod pool;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+pub use body::RequestBody;
+pub use connect::ConnectError;
+pub use pool::{ConnReturn, Lease, SendError};
+
+use crate::config::{DestinationConfig, EndpointAddr, Protocol};
+use crate::telemetry::DestinationStats;
+
+/// One named version of the service (release, canary, ...) and its endpoints.
+#[derive(Debug)]
+pub struct Destination {
+    pub name: Arc<str>,
+    pub protocol: Protocol,
+    endpoints: Box<[Arc<Endpoint>]>,
+    next: AtomicUsize,
+    pub stats: Arc<DestinationStats>,
+}
+
+impl Destination {
+    pub fn endpoints(&self) -> &[Arc<Endpoint>] {
+        &self.endpoints
+    }
+
+    /// Round robin: the endpoint for the next request.
+    #[inline]
+    pub fn next_endpoint(&self) -> usize {
+        self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len()
+    }
+}
+
+/// One `host:port` of a destination, with its connection pool.
+#[derive(Debug)]
+pub struct Endpoint {
+    pub addr: EndpointAddr,
+    /// `host:port` as text, for logs.
+    pub label: Arc<str>,
+    pub protocol: Protocol,
+    connect_timeout: Duration,
+    stats: Arc<DestinationStats>,
+    pool: pool::Pool,
+    /// Connect failures not yet logged, and when the last warning went out (seconds
+    /// since start), so a dead endpoint at 10k req/s logs a line every few seconds.
+    unlogged_failures: AtomicU64,
+    last_warning: AtomicU64,
+}
+
+/// Seconds between two "connect failed" warnings for one endpoint.
+const WARN_EVERY_SECS: u64 = 5;
+
+impl Endpoint {
+    /// Logs a connect failure, rate-limited per endpoint.
+    pub fn note_connect_failure(&self, destination: &str, error: &ConnectError) {
+        static EPOCH: OnceLock<Instant> = OnceLock::new();
+        let now = EPOCH.get_or_init(Instant::now).elapsed().as_secs() + WARN_EVERY_SECS;
+        let failures = self.unlogged_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        let last = self.last_warning.load(Ordering::Relaxed);
+        if now >= last + WARN_EVERY_SECS
+            && self
+                .last_warning
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.unlogged_failures
+                .fetch_sub(failures, Ordering::Relaxed);
+            tracing::warn!(destination, endpoint = %self.label, %error, failures, "upstream connect failed");
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct EndpointKey {
+    destination: String,
+    addr: EndpointAddr,
+    protocol: Protocol,
+    connect_timeout: Duration,
+}
+
+/// Keeps endpoints (and so their pooled connections) alive across config reloads: a
+/// reload that only changes weights reuses every endpoint and every idle connection.
+#[derive(Debug)]
+pub struct EndpointRegistry {
+    workers: usize,
+    endpoints: Mutex<HashMap<EndpointKey, Weak<Endpoint>>>,
+}
+
+impl EndpointRegistry {
+    pub fn new(workers: usize) -> Self {
+        EndpointRegistry {
+            workers,
+            endpoints: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Builds the runtime destination for `config`, reusing live endpoints.
+    pub fn destination(
+        &self,
+        config: &DestinationConfig,
+        stats: Arc<DestinationStats>,
+    ) -> Arc<Destination> {
+        let mut map = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, weak| weak.strong_count() > 0);
+        let endpoints = config
+            .endpoints
+            .iter()
+            .map(|addr| {
+                let key = EndpointKey {
+                    destination: config.name.clone(),
+                    addr: addr.clone(),
+                    protocol: config.protocol,
+                    connect_timeout: config.connect_timeout,
+                };
+                if let Some(live) = map.get(&key).and_then(Weak::upgrade) {
+                    return live;
+                }
+                let endpoint = Arc::new(Endpoint {
+                    addr: addr.clone(),
+                    label: addr.to_string().into(),
+                    protocol: config.protocol,
+                    connect_timeout: config.connect_timeout,
+                    stats: stats.clone(),
+                    pool: pool::Pool::new(self.workers),
+                    unlogged_failures: AtomicU64::new(0),
+                    last_warning: AtomicU64::new(0),
+                });
+                map.insert(key, Arc::downgrade(&endpoint));
+                endpoint
+            })
+            .collect();
+        Arc::new(Destination {
+            name: config.name.as_str().into(),
+            protocol: config.protocol,
+            endpoints,
+            next: AtomicUsize::new(0),
+            stats,
+        })
+    }
+}

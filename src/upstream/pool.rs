@@ -1,0 +1,283 @@
+//! Per-worker connection pools and the send path to one endpoint.
+//!
+//! HTTP/1.1: a LIFO stack of idle keep-alive connections per worker; a connection goes
+//! back on the stack only after its response body was read to the end, so a half-read
+//! connection is never reused. HTTP/2: one shared multiplexed connection per worker.
+//! Each worker only touches its own slot, so the mutexes are never contended; they are
+//! there so that a stray use from another thread stays correct.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+use super::{ConnectError, Endpoint, RequestBody};
+use crate::config::Protocol;
+use crate::runtime::worker_id;
+
+/// Idle HTTP/1.1 connections older than this are closed rather than reused: upstream
+/// servers close idle keep-alive connections on their own timers, and reusing one at
+/// that moment fails the request.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Idle connections kept per worker and endpoint; more are closed.
+const MAX_IDLE: usize = 512;
+
+#[derive(Debug)]
+pub(super) struct Pool {
+    slots: Box<[Mutex<Slot>]>,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    idle: Vec<Idle>,
+    h2: Option<http2::SendRequest<RequestBody>>,
+}
+
+#[derive(Debug)]
+struct Idle {
+    tx: http1::SendRequest<RequestBody>,
+    since: Instant,
+}
+
+impl Pool {
+    /// One slot per worker, plus one shared by threads that are not workers.
+    pub(super) fn new(workers: usize) -> Self {
+        Pool {
+            slots: (0..=workers).map(|_| Mutex::default()).collect(),
+        }
+    }
+
+    fn slot_index(&self) -> usize {
+        let last = self.slots.len() - 1;
+        worker_id().map_or(last, |w| w.min(last))
+    }
+
+    fn slot(&self, index: usize) -> MutexGuard<'_, Slot> {
+        self.slots[index].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn take_idle(&self, index: usize) -> Option<http1::SendRequest<RequestBody>> {
+        let mut slot = self.slot(index);
+        while let Some(idle) = slot.idle.pop() {
+            if !idle.tx.is_closed() && idle.since.elapsed() < IDLE_TIMEOUT {
+                return Some(idle.tx);
+            }
+        }
+        None
+    }
+}
+
+/// Why a leased connection could not carry a request.
+#[derive(Debug)]
+pub enum SendError {
+    /// The pooled connection turned out closed before the request went out: the
+    /// request comes back unsent and may be retried on another connection.
+    Unsent(Box<Request<RequestBody>>),
+    /// The connection failed after the request was (maybe partly) sent.
+    Reset(hyper::Error),
+}
+
+impl SendError {
+    /// The downstream body failed while it was streamed upstream: the client went away.
+    pub fn is_downstream(&self) -> bool {
+        matches!(self, SendError::Reset(source) if source.is_user())
+    }
+}
+
+/// A connection to one endpoint, lent to one request.
+#[derive(Debug)]
+pub struct Lease {
+    endpoint: Arc<Endpoint>,
+    conn: LeasedConn,
+    /// True when the connection came from the idle pool rather than a fresh connect.
+    reused: bool,
+}
+
+#[derive(Debug)]
+enum LeasedConn {
+    Http1 {
+        tx: http1::SendRequest<RequestBody>,
+        slot: usize,
+    },
+    Http2(http2::SendRequest<RequestBody>),
+}
+
+impl Lease {
+    pub fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.endpoint
+    }
+
+    /// Sends the request. For HTTP/1.1 the connection comes back as a [`ConnReturn`]
+    /// for the caller to release when the response body is done.
+    pub async fn send(
+        self,
+        req: Request<RequestBody>,
+    ) -> Result<(Response<Incoming>, Option<ConnReturn>), SendError> {
+        let Lease {
+            endpoint,
+            conn,
+            reused,
+        } = self;
+        let unsent = |mut err: hyper::client::conn::TrySendError<Request<RequestBody>>| match err
+            .take_message()
+        {
+            // A fresh connection that cannot take a request will not do better on retry.
+            Some(req) if reused => SendError::Unsent(Box::new(req)),
+            _ => SendError::Reset(err.into_error()),
+        };
+        match conn {
+            LeasedConn::Http1 { mut tx, slot } => match tx.try_send_request(req).await {
+                Ok(resp) => Ok((resp, Some(ConnReturn { endpoint, slot, tx }))),
+                Err(err) => Err(unsent(err)),
+            },
+            LeasedConn::Http2(mut tx) => match tx.try_send_request(req).await {
+                Ok(resp) => Ok((resp, None)),
+                Err(err) => Err(unsent(err)),
+            },
+        }
+    }
+}
+
+/// A pooled HTTP/1.1 connection lent to one exchange; [`ConnReturn::release`] puts it
+/// back once the response was read to the end. Dropping it closes the connection.
+#[derive(Debug)]
+pub struct ConnReturn {
+    endpoint: Arc<Endpoint>,
+    slot: usize,
+    tx: http1::SendRequest<RequestBody>,
+}
+
+impl ConnReturn {
+    pub fn release(self) {
+        let mut slot = self.endpoint.pool.slot(self.slot);
+        if slot.idle.len() < MAX_IDLE {
+            slot.idle.push(Idle {
+                tx: self.tx,
+                since: Instant::now(),
+            });
+        }
+    }
+}
+
+/// Counts a live upstream connection for as long as its driver task runs.
+struct ConnGuard(Arc<crate::telemetry::DestinationStats>);
+
+impl ConnGuard {
+    fn new(stats: &Arc<crate::telemetry::DestinationStats>) -> Self {
+        stats.upstream_connection_opened();
+        ConnGuard(stats.clone())
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.0.upstream_connection_closed();
+    }
+}
+
+impl Endpoint {
+    /// A connection for one request: an idle pooled one when there is one, else a new
+    /// one. `upgrade` asks for a connection of its own that may become a tunnel (an
+    /// HTTP/1.1 Upgrade such as WebSocket); it is never pooled.
+    pub async fn checkout(self: &Arc<Self>, upgrade: bool) -> Result<Lease, ConnectError> {
+        let slot = self.pool.slot_index();
+        let lease = |conn, reused| Lease {
+            endpoint: self.clone(),
+            conn,
+            reused,
+        };
+        match self.protocol {
+            Protocol::Http1 if !upgrade => {
+                while let Some(mut tx) = self.pool.take_idle(slot) {
+                    // Waits for the previous response's end to be processed; fails if
+                    // the connection closed meanwhile, and then the next one is tried.
+                    if tx.ready().await.is_ok() {
+                        return Ok(lease(LeasedConn::Http1 { tx, slot }, true));
+                    }
+                }
+                let tx = self.connect_h1(false).await?;
+                Ok(lease(LeasedConn::Http1 { tx, slot }, false))
+            }
+            Protocol::Http1 => {
+                let tx = self.connect_h1(true).await?;
+                Ok(lease(LeasedConn::Http1 { tx, slot }, false))
+            }
+            Protocol::Http2 => {
+                let (tx, reused) = self.h2_sender(slot).await?;
+                Ok(lease(LeasedConn::Http2(tx), reused))
+            }
+        }
+    }
+
+    async fn connect_h1(
+        &self,
+        upgrades: bool,
+    ) -> Result<http1::SendRequest<RequestBody>, ConnectError> {
+        let stream = self.connect_tcp().await?;
+        let (tx, conn) = http1::Builder::new()
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|source| ConnectError::Handshake {
+                endpoint: self.label.to_string(),
+                source,
+            })?;
+        let guard = ConnGuard::new(&self.stats);
+        let endpoint = self.label.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            let result = if upgrades {
+                conn.with_upgrades().await
+            } else {
+                conn.await
+            };
+            if let Err(error) = result {
+                tracing::debug!(%endpoint, %error, "upstream connection ended with an error");
+            }
+        });
+        Ok(tx)
+    }
+
+    /// The worker's HTTP/2 connection to this endpoint, opened on first use or when the
+    /// previous one closed. The flag says whether it was already open.
+    async fn h2_sender(
+        &self,
+        slot: usize,
+    ) -> Result<(http2::SendRequest<RequestBody>, bool), ConnectError> {
+        if let Some(tx) = self
+            .pool
+            .slot(slot)
+            .h2
+            .as_ref()
+            .filter(|tx| !tx.is_closed())
+        {
+            return Ok((tx.clone(), true));
+        }
+        let stream = self.connect_tcp().await?;
+        let (tx, conn) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|source| ConnectError::Handshake {
+                endpoint: self.label.to_string(),
+                source,
+            })?;
+        let guard = ConnGuard::new(&self.stats);
+        let endpoint = self.label.clone();
+        tokio::spawn(async move {
+            let _guard = guard;
+            if let Err(error) = conn.await {
+                tracing::debug!(%endpoint, %error, "upstream HTTP/2 connection ended with an error");
+            }
+        });
+        let mut s = self.pool.slot(slot);
+        // Another request may have opened one meanwhile; keep a single shared connection.
+        if let Some(existing) = s.h2.as_ref().filter(|t| !t.is_closed()) {
+            return Ok((existing.clone(), true));
+        }
+        s.h2 = Some(tx.clone());
+        Ok((tx, false))
+    }
+}
