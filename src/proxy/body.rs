@@ -139,7 +139,7 @@ impl Drop for Exchange {
                 endpoint = self.endpoint.as_deref().unwrap_or("-"),
                 status = outcome.status,
                 flags = outcome.flag.map_or("-", ResponseFlag::code),
-                duration_ms = outcome.duration.as_secs_f64() * 1e3,
+                duration_ms = %Millis(outcome.duration),
                 request_bytes = outcome.request_bytes,
                 response_bytes = outcome.response_bytes,
                 peer = %log.peer,
@@ -147,6 +147,15 @@ impl Drop for Exchange {
                 "access"
             );
         }
+    }
+}
+
+/// A duration printed as milliseconds with microsecond precision: `2.085`.
+struct Millis(std::time::Duration);
+
+impl fmt::Display for Millis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.3}", self.0.as_secs_f64() * 1e3)
     }
 }
 
