@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::{ConfigError, Issue};
-pub use validate::{split_from_weights, valid_name};
+pub use validate::{resolve_path, split_from_weights, valid_name};
 
 use crate::routing::RequestMatch;
 
@@ -27,6 +27,8 @@ pub const DEFAULT_ADMIN: &str = "127.0.0.1:15000";
 pub struct Config {
     /// Where the config came from (a file path), for messages.
     pub origin: String,
+    /// A hash of the text it was parsed from, so a reload can tell an unchanged file.
+    pub text_hash: u64,
     /// The data-plane listener: HTTP/1.1 and h2c on one port.
     pub listen: SocketAddr,
     /// The admin listener: health, readiness, config, metrics, weights API.
@@ -112,6 +114,15 @@ pub struct RouteConfig {
     pub timeout: Option<Duration>,
 }
 
+/// The hash weir compares config texts by (not cryptographic: it only tells a changed
+/// file from an unchanged one).
+pub fn text_hash(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -125,10 +136,12 @@ impl Config {
 
     /// Validates config text; `origin` names it in error messages.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        validate::parse(text, origin).map_err(|issues| ConfigError::Invalid {
+        let mut config = validate::parse(text, origin).map_err(|issues| ConfigError::Invalid {
             origin: origin.to_owned(),
             issues,
-        })
+        })?;
+        config.text_hash = text_hash(text.as_bytes());
+        Ok(config)
     }
 
     pub fn destination_index(&self, name: &str) -> Option<usize> {

@@ -9,7 +9,8 @@
 //! - [`proxy`]: the request path, headers, failure answers;
 //! - [`upstream`]: endpoints, pooled connections, sending;
 //! - [`telemetry`]: per-destination statistics and logs;
-//! - [`config`], [`snapshot`], [`state`]: what the proxy runs on, and how it changes;
+//! - [`config`], [`snapshot`], [`state`], [`reload`]: what the proxy runs on, and how
+//!   it changes live (file watching, SIGHUP, the weights API);
 //! - [`admin`]: health, readiness and the admin API;
 //! - [`server`], [`runtime`]: starting, worker threads, shutdown;
 //! - [`synthetic`], [`demo`]: a synthetic upstream and the one-command demo.
@@ -21,6 +22,7 @@ pub mod config;
 pub mod demo;
 pub mod listener;
 pub mod proxy;
+pub mod reload;
 pub mod routing;
 pub mod runtime;
 pub mod server;
@@ -31,4 +33,4 @@ pub mod telemetry;
 pub mod upstream;
 
 pub use config::Config;
-pub use server::Server;
+pub use server::{Server, ServerOptions};

@@ -38,10 +38,15 @@ fn yaml_issue(err: &serde_saphyr::Error) -> Issue {
     let text = err.without_snippet().to_string();
     // The parser appends its own "at line L column C"; we put the position in front.
     let first = text.lines().next().unwrap_or("invalid YAML").trim();
-    let message = match first.find(" at line ") {
+    let mut message = match first.find(" at line ") {
         Some(i) => first[..i].to_string(),
         None => first.to_string(),
     };
+    // The parser's advice about its own options means nothing to a weir user.
+    if let Some(i) = message.find(", set DuplicateKeyPolicy") {
+        message.truncate(i);
+        message.push_str(": each key may appear once");
+    }
     match loc {
         Some(loc) => Issue::at(loc, message),
         None => Issue::top(message),
@@ -64,6 +69,9 @@ fn from_raw(raw: RawConfig, origin: &str) -> Result<Config, Vec<Issue>> {
             at,
             "`admin` and `listen` must be different addresses",
         ));
+    }
+    if let Some(admin) = admin {
+        admin_safety(admin, &raw, origin, &mut issues);
     }
     let labels = service_labels(&raw, &mut issues);
     let latency_window = opt_duration(
@@ -135,9 +143,10 @@ fn from_raw(raw: RawConfig, origin: &str) -> Result<Config, Vec<Issue>> {
     }
     Ok(Config {
         origin: origin.to_owned(),
+        text_hash: 0,
         listen: listen.expect("checked above"),
         admin: admin.expect("checked above"),
-        admin_token_file: raw.admin_token_file.map(|s| PathBuf::from(s.value)),
+        admin_token_file: raw.admin_token_file.map(|s| resolve_path(origin, &s.value)),
         labels,
         access_log: raw.access_log.unwrap_or(false),
         telemetry: raw.telemetry.unwrap_or(true),
@@ -148,6 +157,50 @@ fn from_raw(raw: RawConfig, origin: &str) -> Result<Config, Vec<Issue>> {
         destinations,
         routes,
     })
+}
+
+/// A path from the config, relative to the config file's directory.
+pub fn resolve_path(origin: &str, path: &str) -> PathBuf {
+    let path = PathBuf::from(path);
+    if path.is_absolute() {
+        return path;
+    }
+    match std::path::Path::new(origin).parent() {
+        Some(dir) => dir.join(path),
+        None => path,
+    }
+}
+
+/// The weights API changes where traffic goes: off loopback it needs a token.
+fn admin_safety(admin: SocketAddr, raw: &RawConfig, origin: &str, issues: &mut Vec<Issue>) {
+    let at = raw
+        .admin
+        .as_ref()
+        .map_or(Location::UNKNOWN, |s| s.referenced);
+    match &raw.admin_token_file {
+        None if !admin.ip().is_loopback() => issues.push(issue_at(
+            at,
+            format!(
+                "`admin` is {admin}, not a loopback address, and `admin_token_file` is not set: \
+                 set it so the mutating admin endpoints require a bearer token, or bind `admin` to 127.0.0.1"
+            ),
+        )),
+        None => {}
+        Some(file) => {
+            let path = resolve_path(origin, &file.value);
+            match std::fs::read_to_string(&path) {
+                Ok(token) if token.trim().len() >= 16 => {}
+                Ok(_) => issues.push(Issue::at(
+                    file.referenced,
+                    format!("`admin_token_file` {}: the token must be at least 16 characters", path.display()),
+                )),
+                Err(error) => issues.push(Issue::at(
+                    file.referenced,
+                    format!("`admin_token_file` {}: cannot read it: {error}", path.display()),
+                )),
+            }
+        }
+    }
 }
 
 fn issue_at(loc: Location, message: impl Into<String>) -> Issue {
