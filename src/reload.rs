@@ -201,10 +201,10 @@ pub async fn run(mut reloader: ConfigReloader, sighup: bool, mut stop: DrainSign
             _ = periodic.tick() => "periodic check",
         };
         let outcome = reloader.reload(trigger);
-        if outcome != ReloadOutcome::Unchanged {
-            if let Some(w) = watcher.as_mut() {
-                w.watch_files(&files);
-            }
+        if outcome != ReloadOutcome::Unchanged
+            && let Some(w) = watcher.as_mut()
+        {
+            w.watch_files(&files);
         }
     }
 }

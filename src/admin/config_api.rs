@@ -223,7 +223,7 @@ pub fn error(status: StatusCode, message: &str) -> AdminResponse {
 /// `15s`, `250ms`, `1.5s`: as the config file writes durations.
 fn duration(d: Duration) -> String {
     let ms = d.as_millis();
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else if ms >= 1000 {
         format!("{}s", d.as_secs_f64())

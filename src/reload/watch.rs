@@ -83,10 +83,10 @@ fn dirs_of(file: &Path) -> Vec<PathBuf> {
     if let Some(parent) = absolute.parent() {
         dirs.push(parent.to_path_buf());
     }
-    if let Ok(target) = std::fs::canonicalize(&absolute) {
-        if let Some(parent) = target.parent() {
-            dirs.push(parent.to_path_buf());
-        }
+    if let Ok(target) = std::fs::canonicalize(&absolute)
+        && let Some(parent) = target.parent()
+    {
+        dirs.push(parent.to_path_buf());
     }
     dirs
 }
