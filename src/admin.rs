@@ -5,6 +5,7 @@
 //! set, which the config requires whenever `admin` is not a loopback address.
 
 mod config_api;
+mod stats_api;
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -48,6 +49,16 @@ pub async fn serve(
         }
     };
     let auth = Arc::new(auth);
+    // The latency windows slide on this thread's clock.
+    let rotating = shared.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(rotating.stats.window_slice());
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            rotating.stats.rotate_windows();
+        }
+    });
     loop {
         tokio::select! {
             () = stop.wait() => return,
@@ -89,6 +100,9 @@ async fn route(shared: &Shared, auth: &AdminAuth, req: Request<Incoming>) -> Adm
         }
         (&Method::GET, [""]) => text(StatusCode::OK, INDEX),
         (&Method::GET, ["config"]) => config_api::config(shared),
+        (&Method::GET, ["metrics"]) => stats_api::metrics(shared),
+        (&Method::GET, ["stats", "connections"]) => stats_api::connections(shared),
+        (&Method::GET, ["stats", "destinations"]) => stats_api::destinations(shared),
         (&Method::GET, ["routes", route, "split"]) => config_api::get_split(shared, route),
         (&Method::PUT | &Method::DELETE, ["routes", route, "split"]) => {
             if let Err(denied) = authorize(auth, &req).await {
@@ -100,7 +114,9 @@ async fn route(shared: &Shared, auth: &AdminAuth, req: Request<Incoming>) -> Adm
                 config_api::delete_split(shared, route)
             }
         }
-        (_, ["healthz" | "ready" | "config"] | [""]) => method_not_allowed("GET"),
+        (_, ["healthz" | "ready" | "config" | "metrics"] | ["stats", _] | [""]) => {
+            method_not_allowed("GET")
+        }
         (_, ["routes", _, "split"]) => method_not_allowed("GET, PUT, DELETE"),
         _ => text(
             StatusCode::NOT_FOUND,
@@ -113,6 +129,9 @@ const INDEX: &str = "weir admin\n\
 GET    /healthz                 200 while the process is up\n\
 GET    /ready                   200 when serving, 503 while draining\n\
 GET    /config                  the effective configuration (JSON)\n\
+GET    /metrics                 Prometheus metrics (Istio's standard names and labels)\n\
+GET    /stats/connections       open connections and requests in flight (JSON, for autoscalers)\n\
+GET    /stats/destinations      per destination: requests, status classes, p50/p95/p99, weights (JSON)\n\
 GET    /routes/{route}/split    a route's current split\n\
 PUT    /routes/{route}/split    set a split: {\"release\": 34, \"baseline\": 33, \"canary\": 33}\n\
 DELETE /routes/{route}/split    drop the API split; the file's split applies again\n";

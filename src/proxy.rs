@@ -24,6 +24,7 @@ use headers::Forwarding;
 use crate::config::Protocol;
 use crate::routing::RequestView;
 use crate::state::Shared;
+use crate::telemetry::{RequestProtocol, SecurityPolicy};
 use crate::upstream::{ConnReturn, Destination, Endpoint, RequestBody, SendError};
 
 /// How many times a request that a pooled connection handed back unsent is tried again
@@ -37,6 +38,8 @@ pub struct Downstream {
     pub forwarding: Forwarding,
     /// HTTP/2 connections drain with GOAWAY; HTTP/1.1 ones get `Connection: close`.
     pub http2: bool,
+    /// `mutual_tls` when the client presented a verified certificate.
+    pub security: SecurityPolicy,
 }
 
 impl Downstream {
@@ -50,6 +53,7 @@ impl Downstream {
                 proto: HeaderValue::from_static(if tls { "https" } else { "http" }),
             },
             http2,
+            security: SecurityPolicy::None,
         }
     }
 }
@@ -75,12 +79,24 @@ pub async fn serve(
             request_id: req.headers().get(&headers::X_REQUEST_ID).cloned(),
         })
     });
+    let protocol = if is_grpc(&req) {
+        RequestProtocol::Grpc
+    } else {
+        RequestProtocol::Http
+    };
+    let meta = (protocol, downstream.security);
     let Some(route) = route else {
-        let exchange = Exchange::start(start, shared.stats.unknown(), None, log);
+        let exchange = Exchange::start(start, shared.stats.unknown(), None, meta, log);
         return Ok(local_reply(ResponseFlag::NoRoute, exchange));
     };
     let destination = route.split.pick().clone();
-    let mut exchange = Exchange::start(start, destination.stats.clone(), Some(route.clone()), log);
+    let mut exchange = Exchange::start(
+        start,
+        destination.stats.clone(),
+        Some(route.clone()),
+        meta,
+        log,
+    );
 
     let (mut parts, body) = req.into_parts();
     let upgrade = destination.protocol == Protocol::Http1 && headers::is_upgrade(&parts);
@@ -128,6 +144,10 @@ pub async fn serve(
     exchange.set_endpoint(endpoint.label.clone());
     let (mut parts, body) = resp.into_parts();
     exchange.set_response(parts.status, None);
+    if protocol == RequestProtocol::Grpc {
+        // A trailers-only gRPC response carries its status in the headers.
+        exchange.observe_grpc_status(&parts.headers);
+    }
     if parts.status == StatusCode::SWITCHING_PROTOCOLS {
         let upstream_upgrade = parts.extensions.remove::<OnUpgrade>();
         headers::prepare_response(&mut parts, true);
@@ -150,6 +170,12 @@ pub async fn serve(
     }
     let body = ResponseBody::upstream(body, exchange, conn, deadline);
     Ok(Response::from_parts(parts, body))
+}
+
+fn is_grpc<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
 /// Forwards to the destination's next endpoint. A connect failure is tried once more on

@@ -76,7 +76,7 @@ pub struct Shared {
 impl Shared {
     pub fn new(config: Config, workers: usize) -> Self {
         let registry = EndpointRegistry::new(workers);
-        let stats = ProxyStats::default();
+        let stats = ProxyStats::new(config.telemetry, config.latency_window, &config.labels);
         let config = Arc::new(config);
         let snapshot =
             Snapshot::build(config.clone(), &SplitOverrides::new(), 1, &registry, &stats);
@@ -136,6 +136,7 @@ impl Shared {
             );
         }
         control.overrides.clear();
+        self.stats.set_service(&config.labels);
         control.config = Arc::new(config);
         let version = self.publish(&mut control);
         control.last_reload = Some(ReloadRecord {

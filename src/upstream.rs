@@ -80,6 +80,8 @@ impl Endpoint {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct EndpointKey {
     destination: String,
+    /// The stats the endpoint counts its connections into (they change with labels).
+    stats: usize,
     addr: EndpointAddr,
     protocol: Protocol,
     connect_timeout: Duration,
@@ -115,6 +117,7 @@ impl EndpointRegistry {
             .map(|addr| {
                 let key = EndpointKey {
                     destination: config.name.clone(),
+                    stats: Arc::as_ptr(&stats) as usize,
                     addr: addr.clone(),
                     protocol: config.protocol,
                     connect_timeout: config.connect_timeout,
