@@ -11,6 +11,7 @@
 //! current slice forward and clears the one after it, so a clear never races a record
 //! into the current slice; a quantile reads the current slice and the eleven before it.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -69,7 +70,9 @@ impl Slice {
 
 /// Latencies of one destination over the last window.
 pub struct LatencyWindow {
-    slices: Box<[Slice]>,
+    /// Allocated on the first record: a destination that never gets traffic (a
+    /// prerelease, a retired version) costs no memory.
+    slices: OnceLock<Box<[Slice]>>,
     current: AtomicUsize,
     slice_length: Duration,
 }
@@ -85,7 +88,7 @@ impl std::fmt::Debug for LatencyWindow {
 impl LatencyWindow {
     pub fn new(window: Duration) -> Self {
         LatencyWindow {
-            slices: (0..RING).map(|_| Slice::new()).collect(),
+            slices: OnceLock::new(),
             current: AtomicUsize::new(0),
             slice_length: window / WINDOW_SLICES as u32,
         }
@@ -99,8 +102,9 @@ impl LatencyWindow {
     #[inline]
     pub fn record(&self, latency: Duration) {
         let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        let slices = self.slices.get_or_init(|| (0..RING).map(|_| Slice::new()).collect());
         let slice = self.current.load(Ordering::Relaxed);
-        self.slices[slice].counts[index(us)].fetch_add(1, Ordering::Relaxed);
+        slices[slice].counts[index(us)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Moves the window on by one slice: the oldest slice falls out.
@@ -108,23 +112,28 @@ impl LatencyWindow {
         let next = (self.current.load(Ordering::Relaxed) + 1) % RING;
         // `next` was cleared one rotation ago; clear the slice after it for the next
         // rotation, while nobody records into it.
-        self.slices[(next + 1) % RING].clear();
+        if let Some(slices) = self.slices.get() {
+            slices[(next + 1) % RING].clear();
+        }
         self.current.store(next, Ordering::Relaxed);
     }
 
     /// Quantiles (each in `[0, 1]`) over the window in milliseconds, and the number of
     /// samples; `None` per quantile when the window is empty.
     pub fn quantiles<const N: usize>(&self, qs: [f64; N]) -> ([Option<f64>; N], u64) {
+        let mut out = [None; N];
+        let Some(slices) = self.slices.get() else {
+            return (out, 0);
+        };
         let current = self.current.load(Ordering::Relaxed);
         let mut merged = vec![0u64; BUCKETS];
         for back in 0..WINDOW_SLICES {
-            let slice = &self.slices[(current + RING - back) % RING];
+            let slice = &slices[(current + RING - back) % RING];
             for (m, c) in merged.iter_mut().zip(slice.counts.iter()) {
                 *m += u64::from(c.load(Ordering::Relaxed));
             }
         }
         let total: u64 = merged.iter().sum();
-        let mut out = [None; N];
         if total == 0 {
             return (out, 0);
         }
