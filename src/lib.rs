@@ -8,6 +8,7 @@
 //! - [`routing`]: first matching route, then a weighted pick of a destination;
 //! - [`proxy`]: the request path, headers, failure answers;
 //! - [`upstream`]: endpoints, pooled connections, sending;
+//! - [`tls`]: TLS and mutual TLS on the listener and to upstreams, certificate reload;
 //! - [`telemetry`]: per-destination statistics and logs;
 //! - [`config`], [`snapshot`], [`state`]: what the proxy runs on, and how it changes;
 //! - [`admin`]: health, readiness and the admin API;
@@ -28,6 +29,7 @@ pub mod snapshot;
 pub mod state;
 pub mod synthetic;
 pub mod telemetry;
+pub mod tls;
 pub mod upstream;
 
 pub use config::Config;

@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::listener::{self, DrainSignal, ListenerSettings};
 use crate::runtime;
 use crate::state::Shared;
+use crate::tls;
 
 /// Why weir could not start.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +65,11 @@ impl Server {
             drain_timeout: config.drain_timeout,
         };
         let (routes, destinations) = (config.routes.len(), config.destinations.len());
+        let server_tls = config.tls.as_ref().map(|t| t.state.clone());
+        let tls_mode = config
+            .tls
+            .as_ref()
+            .map_or("off", |t| t.settings.mode.as_str());
         let shared = Arc::new(Shared::new(config, workers));
         let (drain, drain_signal) = DrainSignal::new();
         let (admin_stop, admin_signal) = DrainSignal::new();
@@ -72,14 +78,16 @@ impl Server {
         for id in 0..workers {
             let listener = listener.try_clone().map_err(StartError::Thread)?;
             let (shared, drain_signal) = (shared.clone(), drain_signal.clone());
+            let tls = server_tls.clone();
             let handle = runtime::spawn_worker(id, move || {
-                listener::run(listener, shared, drain_signal, settings)
+                listener::run(listener, shared, drain_signal, settings, tls)
             })
             .map_err(StartError::Thread)?;
             handles.push(handle);
         }
         let admin = {
             let shared = shared.clone();
+            let tls_reloader = tls::TlsReloader::new(server_tls, shared.clone());
             std::thread::Builder::new()
                 .name("weir-admin".into())
                 .spawn(move || {
@@ -87,7 +95,12 @@ impl Server {
                         .enable_all()
                         .build()
                         .expect("a current-thread runtime builds");
-                    rt.block_on(admin::serve(admin_listener, shared, admin_signal));
+                    rt.block_on(async move {
+                        // MERGE NOTE: certificate reload by polling, until the config
+                        // watcher drives `TlsReloader::reload_all` (see tls::reload::poll).
+                        tokio::spawn(tls::reload::poll(tls_reloader, admin_signal.clone()));
+                        admin::serve(admin_listener, shared, admin_signal).await;
+                    });
                 })
                 .map_err(StartError::Thread)?
         };
@@ -97,6 +110,7 @@ impl Server {
             workers,
             routes,
             destinations,
+            tls = tls_mode,
             "weir is serving"
         );
         Ok(Server {
