@@ -90,6 +90,15 @@ pub enum TlsError {
 }
 
 impl TlsError {
+    /// True when the problem is with a private key (so a config names the `key` key even
+    /// when the same file is also given as the certificate).
+    pub fn is_about_key(&self) -> bool {
+        matches!(
+            self,
+            TlsError::NoKey { .. } | TlsError::BadKey { .. } | TlsError::KeyMismatch { .. }
+        )
+    }
+
     /// The file the problem is in, if it is about one file (a key mismatch names the key).
     pub fn path(&self) -> Option<&Path> {
         match self {

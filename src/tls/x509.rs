@@ -59,12 +59,10 @@ impl CertInfo {
         })
     }
 
-    /// The serial as colon-separated hex, as `openssl x509 -serial` prints it without colons.
+    /// The serial in upper-case hex, as `openssl x509 -serial` prints it (`01`).
     pub fn serial_hex(&self) -> String {
-        let bytes = match self.serial.as_slice() {
-            [0, rest @ ..] if !rest.is_empty() => rest,
-            all => all,
-        };
+        let zeros = self.serial.iter().take_while(|b| **b == 0).count();
+        let bytes = &self.serial[zeros.min(self.serial.len().saturating_sub(1))..];
         bytes.iter().fold(String::new(), |mut s, b| {
             let _ = write!(s, "{b:02X}");
             s

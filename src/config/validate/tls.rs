@@ -149,20 +149,22 @@ fn resolve(origin: &str, path: &str) -> PathBuf {
 type KeyFile<'a> = (&'a str, &'a Option<Spanned<String>>, Option<&'a PathBuf>);
 
 /// Puts a TLS error at the key that names the file it is about (else at `tls` itself).
-fn place(
-    error: &TlsError,
-    tls_at: Location,
-    tls_key: &str,
-    keys: &[KeyFile<'_>],
-) -> Issue {
-    let culprit = keys
+fn place(error: &TlsError, tls_at: Location, tls_key: &str, keys: &[KeyFile<'_>]) -> Issue {
+    let matching: Vec<(&str, Location)> = keys
         .iter()
-        .find_map(|(name, raw, resolved)| match (raw, resolved) {
+        .filter_map(|(name, raw, resolved)| match (raw, resolved) {
             (Some(raw), Some(resolved)) if error.path() == Some(resolved.as_path()) => {
                 Some((*name, raw.referenced))
             }
             _ => None,
-        });
+        })
+        .collect();
+    // One file given as both cert and key: a key problem is the `key` key's.
+    let culprit = matching
+        .iter()
+        .find(|(name, _)| error.is_about_key() == name.ends_with(".key"))
+        .or(matching.first())
+        .copied();
     let (name, at) = culprit.unwrap_or((tls_key, tls_at));
     Issue::at(at, format!("`{name}`: {error}"))
 }
