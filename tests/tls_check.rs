@@ -6,7 +6,7 @@ mod tls_support;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tls_support::{Pki, TempDir, Usage, WEIR, check};
+use tls_support::{Pki, TempDir, Usage, WEIR, check, check_with_env};
 
 /// The certificate files every case starts from, all valid.
 fn valid_files(dir: &TempDir, pki: &Pki) {
@@ -320,4 +320,41 @@ fn startup_refuses_a_bad_certificate_too() {
             && stderr.contains("nope.pem: cannot read it"),
         "{stderr}"
     );
+}
+
+#[test]
+fn upstream_tls_without_ca_needs_system_roots() {
+    let dir = TempDir::new("check-roots");
+    let pki = Pki::new("weir test CA");
+    valid_files(&dir, &pki);
+    let text = "listen: 127.0.0.1:0
+admin: 127.0.0.1:0
+destinations:
+  public: { endpoints: [\"api.example.com:443\"], tls: {} }
+routes:
+  - name: all
+    split: { public: 100 }
+";
+    let cfg = dir.write("weir.yaml", text);
+    // The system store, as rustls-native-certs finds it, pointed at the test CA.
+    let ca = dir.path().join("ca.pem");
+    let ca = ca.to_str().unwrap();
+    let (code, stderr) = check_with_env(&cfg, &[("SSL_CERT_FILE", ca), ("SSL_CERT_DIR", "")]);
+    assert_eq!(code, 0, "{stderr}");
+
+    let missing = dir.path().join("no-such-bundle.pem");
+    let (code, stderr) = check_with_env(
+        &cfg,
+        &[
+            ("SSL_CERT_FILE", missing.to_str().unwrap()),
+            ("SSL_CERT_DIR", ""),
+        ],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    let want = format!(
+        "{}:4:54: destination `public`: `tls`: no system root certificates were found",
+        cfg.display()
+    );
+    assert!(stderr.contains(&want), "expected `{want}` in:\n{stderr}");
+    assert!(stderr.contains("set `ca`"), "{stderr}");
 }

@@ -265,10 +265,16 @@ impl Drop for Weir {
 
 /// Runs `weir check` on `config`: its exit code and stderr.
 pub fn check(config: &Path) -> (i32, String) {
+    check_with_env(config, &[])
+}
+
+/// Runs `weir check` with extra environment variables.
+pub fn check_with_env(config: &Path, env: &[(&str, &str)]) -> (i32, String) {
     let out = Command::new(WEIR)
         .args(["check", "--config"])
         .arg(config)
         .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
         .output()
         .expect("run weir check");
     (

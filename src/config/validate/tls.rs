@@ -168,3 +168,22 @@ fn place(error: &TlsError, tls_at: Location, tls_key: &str, keys: &[KeyFile<'_>]
     let (name, at) = culprit.unwrap_or((tls_key, tls_at));
     Issue::at(at, format!("`{name}`: {error}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_relative_to_the_config_file() {
+        assert_eq!(
+            resolve("/etc/weir/weir.yaml", "certs/a.pem"),
+            PathBuf::from("/etc/weir/certs/a.pem")
+        );
+        assert_eq!(
+            resolve("/etc/weir/weir.yaml", "/run/secrets/a.pem"),
+            PathBuf::from("/run/secrets/a.pem")
+        );
+        // A config given as a bare file name: relative to the working directory.
+        assert_eq!(resolve("weir.yaml", "a.pem"), PathBuf::from("a.pem"));
+    }
+}
