@@ -17,20 +17,24 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Request, Response, Version};
-use http_body_util::{BodyExt, Empty, Full};
+use http::{HeaderMap, Request, Response, Version};
+use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SerialNumber,
-};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+mod echo;
+mod pki;
+
+// Each test binary uses a different part of the harness.
+#[allow(unused_imports)]
+pub use echo::{Echo, echo, upstream_tls};
+#[allow(unused_imports)]
+pub use pki::{Leaf, Pki, Usage};
 
 /// The binary under test.
 pub const WEIR: &str = env!("CARGO_BIN_EXE_weir");
@@ -87,88 +91,6 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-// === Pki ===
-
-/// A test CA that issues server and client certificates.
-pub struct Pki {
-    ca: CertifiedIssuer<'static, KeyPair>,
-}
-
-/// A certificate and its key, in PEM.
-#[derive(Clone)]
-pub struct Leaf {
-    pub cert: String,
-    pub key: String,
-}
-
-/// What a leaf certificate is for.
-#[derive(Clone, Copy)]
-pub enum Usage {
-    Server,
-    Client,
-}
-
-impl Pki {
-    pub fn new(name: &str) -> Pki {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let key = KeyPair::generate().expect("CA key");
-        let ca = CertifiedIssuer::self_signed(params, key).expect("CA certificate");
-        Pki { ca }
-    }
-
-    pub fn ca_pem(&self) -> String {
-        self.ca.pem()
-    }
-
-    /// A server certificate for `localhost` and 127.0.0.1.
-    pub fn server(&self, serial: u64) -> Leaf {
-        self.leaf(Usage::Server, "localhost", serial, None)
-    }
-
-    /// A client certificate with subject `CN=<name>,O=weir-tests`.
-    pub fn client(&self, name: &str) -> Leaf {
-        self.leaf(Usage::Client, name, 1, None)
-    }
-
-    /// A certificate; `validity` as (not_before, not_after) years overrides the default
-    /// (valid now).
-    pub fn leaf(&self, usage: Usage, cn: &str, serial: u64, validity: Option<(i32, i32)>) -> Leaf {
-        let sans = match usage {
-            Usage::Server => vec!["localhost".to_owned(), "127.0.0.1".to_owned()],
-            Usage::Client => Vec::new(),
-        };
-        let mut params = CertificateParams::new(sans).expect("leaf params");
-        // rcgen starts with a default CN; start empty so the order is the one written.
-        params.distinguished_name = DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, "weir-tests");
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.serial_number = Some(SerialNumber::from(serial));
-        params.extended_key_usages = vec![match usage {
-            Usage::Server => ExtendedKeyUsagePurpose::ServerAuth,
-            Usage::Client => ExtendedKeyUsagePurpose::ClientAuth,
-        }];
-        if let Some((from, to)) = validity {
-            params.not_before = rcgen::date_time_ymd(from, 1, 1);
-            params.not_after = rcgen::date_time_ymd(to, 1, 1);
-        }
-        let key = KeyPair::generate().expect("leaf key");
-        let cert = params.signed_by(&key, &self.ca).expect("leaf certificate");
-        Leaf {
-            cert: cert.pem(),
-            key: key.serialize_pem(),
-        }
     }
 }
 
@@ -516,132 +438,4 @@ pub async fn http_get(addr: SocketAddr, http2: bool, path: &str) -> Result<Reply
         return read(resp).await;
     }
     conn.get(path).await
-}
-
-// === Echo upstream ===
-
-/// A test upstream that answers 200 and echoes what it saw in `x-seen-*` headers (and
-/// closes HTTP/1.1 connections after each response):
-/// `x-seen-forwarded-proto`, `x-seen-version` (HTTP version), `x-seen-alpn` and
-/// `x-seen-client` (the client certificate's subject, or `-`).
-pub struct Echo {
-    pub addr: SocketAddr,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Echo {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// A rustls server config for the echo upstream: `leaf` as its certificate, client
-/// certificates required and verified against `client_ca` when given.
-pub fn upstream_tls(leaf: &Leaf, client_ca: Option<&str>) -> Arc<rustls::ServerConfig> {
-    let builder = rustls::ServerConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .expect("versions");
-    let builder = match client_ca {
-        None => builder.with_no_client_auth(),
-        Some(ca) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in certs(ca) {
-                roots.add(cert).expect("CA");
-            }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
-                provider(),
-            )
-            .build()
-            .expect("verifier");
-            builder.with_client_cert_verifier(verifier)
-        }
-    };
-    let mut config = builder
-        .with_single_cert(certs(&leaf.cert), key(&leaf.key))
-        .expect("server cert");
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Arc::new(config)
-}
-
-/// Starts the echo upstream on 127.0.0.1: HTTP/1.1 in plaintext, or TLS with ALPN.
-pub async fn echo(tls: Option<Arc<rustls::ServerConfig>>) -> Echo {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind echo");
-    let addr = listener.local_addr().expect("echo addr");
-    let acceptor = tls.map(TlsAcceptor::from);
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
-            };
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                match acceptor {
-                    None => serve_echo(tcp, false, None, "-".into()).await,
-                    Some(acceptor) => {
-                        let Ok(stream) = acceptor.accept(tcp).await else {
-                            return;
-                        };
-                        let session = stream.get_ref().1;
-                        let alpn = session
-                            .alpn_protocol()
-                            .map(|p| String::from_utf8_lossy(p).into_owned());
-                        let client = session
-                            .peer_certificates()
-                            .and_then(|c| c.first())
-                            .and_then(|c| weir::tls::x509::CertInfo::parse(c).ok())
-                            .map_or_else(|| "-".to_owned(), |i| i.subject);
-                        let http2 = alpn.as_deref() == Some("h2");
-                        serve_echo(stream, http2, alpn, client).await;
-                    }
-                }
-            });
-        }
-    });
-    Echo { addr, task }
-}
-
-async fn serve_echo<I>(io: I, http2: bool, alpn: Option<String>, client: String)
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let alpn = alpn.unwrap_or_else(|| "-".into());
-    let service = service_fn(move |req: Request<Incoming>| {
-        let (alpn, client) = (alpn.clone(), client.clone());
-        async move {
-            let mut resp = Response::new(Full::new(Bytes::from_static(b"echo\n")));
-            let h = resp.headers_mut();
-            if !http2 {
-                // One request per connection, so every request shows the client
-                // certificate of a fresh handshake.
-                h.insert("connection", HeaderValue::from_static("close"));
-            }
-            let seen = req
-                .headers()
-                .get("x-forwarded-proto")
-                .cloned()
-                .unwrap_or(HeaderValue::from_static("-"));
-            h.insert("x-seen-forwarded-proto", seen);
-            h.insert(
-                "x-seen-version",
-                HeaderValue::from_str(&format!("{:?}", req.version())).expect("header"),
-            );
-            h.insert("x-seen-alpn", HeaderValue::from_str(&alpn).expect("header"));
-            h.insert(
-                "x-seen-client",
-                HeaderValue::from_str(&client).expect("header"),
-            );
-            Ok::<_, std::convert::Infallible>(resp)
-        }
-    });
-    let io = TokioIo::new(io);
-    if http2 {
-        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-            .serve_connection(io, service)
-            .await;
-    } else {
-        let _ = hyper::server::conn::http1::Builder::new()
-            .serve_connection(io, service)
-            .await;
-    }
 }
