@@ -15,7 +15,10 @@ fn table(n: usize) -> RouteTable<usize> {
     for i in 0..n.saturating_sub(1) {
         let m = match i % 4 {
             0 => RequestMatch {
-                headers: vec![(HeaderName::from_static("x-tenant"), StringMatch::Exact(format!("t{i}")))],
+                headers: vec![(
+                    HeaderName::from_static("x-tenant"),
+                    StringMatch::Exact(format!("t{i}")),
+                )],
                 ..Default::default()
             },
             1 => RequestMatch {
@@ -58,7 +61,9 @@ fn weighted_pick(c: &mut Criterion) {
     let mut group = c.benchmark_group("weighted_pick");
     for n in [2usize, 3, 4, 8, 16] {
         let split = WeightedSplit::new((0..n).map(|i| (i, (i as u32 + 1) * 10))).unwrap();
-        group.bench_with_input(BenchmarkId::from_parameter(n), &split, |b, s| b.iter(|| black_box(*s.pick())));
+        group.bench_with_input(BenchmarkId::from_parameter(n), &split, |b, s| {
+            b.iter(|| black_box(*s.pick()))
+        });
     }
     group.finish();
 }

@@ -17,11 +17,15 @@ fn record(c: &mut Criterion) {
     };
     let dest = DestinationConfig {
         name: "canary".into(),
-        endpoints: vec![EndpointAddr { host: "127.0.0.1".into(), port: 8083 }],
+        endpoints: vec![EndpointAddr {
+            host: "127.0.0.1".into(),
+            port: 8083,
+        }],
         protocol: Protocol::Http1,
         connect_timeout: Duration::from_secs(10),
         workload: "shop-canary".into(),
         version: "v2".into(),
+        tls: None,
     };
     let outcome = |status| Outcome {
         status,

@@ -8,6 +8,7 @@
 //! - [`routing`]: first matching route, then a weighted pick of a destination;
 //! - [`proxy`]: the request path, headers, failure answers;
 //! - [`upstream`]: endpoints, pooled connections, sending;
+//! - [`tls`]: TLS and mutual TLS on the listener and to upstreams, certificate reload;
 //! - [`telemetry`]: per-destination statistics and logs;
 //! - [`config`], [`snapshot`], [`state`], [`reload`]: what the proxy runs on, and how
 //!   it changes live (file watching, SIGHUP, the weights API);
@@ -30,6 +31,7 @@ pub mod snapshot;
 pub mod state;
 pub mod synthetic;
 pub mod telemetry;
+pub mod tls;
 pub mod upstream;
 
 pub use config::Config;

@@ -25,6 +25,7 @@ use crate::config::Protocol;
 use crate::routing::RequestView;
 use crate::state::Shared;
 use crate::telemetry::{RequestProtocol, SecurityPolicy};
+use crate::tls::TlsInfo;
 use crate::upstream::{ConnReturn, Destination, Endpoint, RequestBody, SendError};
 
 /// How many times a request that a pooled connection handed back unsent is tried again
@@ -38,23 +39,34 @@ pub struct Downstream {
     pub forwarding: Forwarding,
     /// HTTP/2 connections drain with GOAWAY; HTTP/1.1 ones get `Connection: close`.
     pub http2: bool,
-    /// `mutual_tls` when the client presented a verified certificate.
+    /// What the TLS handshake said; `None` for plaintext.
+    pub tls: Option<TlsInfo>,
+    /// Istio's `connection_security_policy`: `mutual_tls` when the client presented a
+    /// verified certificate.
     pub security: SecurityPolicy,
 }
 
 impl Downstream {
-    pub fn new(peer: SocketAddr, tls: bool, http2: bool) -> Self {
+    pub fn new(peer: SocketAddr, tls: Option<TlsInfo>, http2: bool) -> Self {
         let client_ip = HeaderValue::from_str(&peer.ip().to_string())
             .expect("an IP address is a valid header value");
         Downstream {
             peer,
             forwarding: Forwarding {
                 client_ip,
-                proto: HeaderValue::from_static(if tls { "https" } else { "http" }),
+                proto: HeaderValue::from_static(if tls.is_some() { "https" } else { "http" }),
             },
             http2,
-            security: SecurityPolicy::None,
+            security: tls
+                .as_ref()
+                .map_or(SecurityPolicy::None, TlsInfo::security_policy),
+            tls,
         }
+    }
+
+    /// Istio's `connection_security_policy` label for this connection.
+    pub fn security_policy(&self) -> SecurityPolicy {
+        self.security
     }
 }
 
@@ -77,6 +89,11 @@ pub async fn serve(
             version: req.version(),
             peer: downstream.peer,
             request_id: req.headers().get(&headers::X_REQUEST_ID).cloned(),
+            tls_version: downstream.tls.as_ref().map_or("-", |t| t.version),
+            client_subject: downstream
+                .tls
+                .as_ref()
+                .and_then(|t| t.client_subject.clone()),
         })
     });
     let protocol = if is_grpc(&req) {

@@ -14,6 +14,7 @@ pub use watch::DirWatcher;
 use crate::config::{Config, ConfigError};
 use crate::listener::DrainSignal;
 use crate::state::Shared;
+use crate::tls::TlsReloader;
 
 /// Events closer together than this are one change: a ConfigMap swap is 3 to 7 events,
 /// an editor's save 2 or 3.
@@ -73,6 +74,8 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
         format!("{:?}", old.latency_window),
         format!("{:?}", new.latency_window),
     );
+    let tls = |c: &Config| if c.tls.is_some() { "set" } else { "unset" }.to_owned();
+    check("tls", tls(old), tls(new));
     changes
 }
 
@@ -80,7 +83,7 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
 #[derive(Debug)]
 pub struct ConfigReloader {
     path: PathBuf,
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     /// The text the running config came from.
     running_hash: u64,
     /// The last text looked at, good or bad: a bad file is reported once, not at every
@@ -162,9 +165,15 @@ impl ConfigReloader {
     }
 }
 
-/// Runs the reload loop until `stop`: file events (debounced), SIGHUP when `sighup`, and
-/// a periodic check.
-pub async fn run(mut reloader: ConfigReloader, sighup: bool, mut stop: DrainSignal) {
+/// Runs the reload loop until `stop`: the config file (when there is one) and every TLS
+/// file are reloaded on changes in their directories (debounced), on SIGHUP when
+/// `sighup`, and on a periodic check.
+pub async fn run(
+    mut config: Option<ConfigReloader>,
+    mut tls: TlsReloader,
+    sighup: bool,
+    mut stop: DrainSignal,
+) {
     let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
     let mut watcher = match DirWatcher::new(tx) {
         Ok(w) => Some(w),
@@ -173,9 +182,13 @@ pub async fn run(mut reloader: ConfigReloader, sighup: bool, mut stop: DrainSign
             None
         }
     };
-    let files = vec![reloader.path().clone()];
+    let watched = |config: &Option<ConfigReloader>, tls: &TlsReloader| {
+        let mut files: Vec<PathBuf> = config.iter().map(|c| c.path().clone()).collect();
+        files.extend(tls.watched_paths());
+        files
+    };
     if let Some(w) = watcher.as_mut() {
-        w.watch_files(&files);
+        w.watch_files(&watched(&config, &tls));
     }
     let mut hup = if sighup {
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
@@ -200,11 +213,20 @@ pub async fn run(mut reloader: ConfigReloader, sighup: bool, mut stop: DrainSign
             Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => "SIGHUP",
             _ = periodic.tick() => "periodic check",
         };
-        let outcome = reloader.reload(trigger);
-        if outcome != ReloadOutcome::Unchanged
-            && let Some(w) = watcher.as_mut()
-        {
-            w.watch_files(&files);
+        let mut changed = false;
+        if let Some(reloader) = config.as_mut() {
+            let outcome = reloader.reload(trigger);
+            if let ReloadOutcome::Applied { .. } = outcome {
+                let current = reloader.shared.control().config.clone();
+                tls.adopt_config(&current);
+            }
+            changed = outcome != ReloadOutcome::Unchanged;
+        }
+        // File reads and certificate parsing block: this runs on the control thread,
+        // never on a worker.
+        changed |= tls.reload_all() > 0;
+        if changed && let Some(w) = watcher.as_mut() {
+            w.watch_files(&watched(&config, &tls));
         }
     }
 }

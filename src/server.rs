@@ -15,6 +15,7 @@ use crate::listener::{self, DrainSignal, ListenerSettings};
 use crate::reload::{self, ConfigReloader};
 use crate::runtime;
 use crate::state::Shared;
+use crate::tls;
 
 /// Why weir could not start.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +84,11 @@ impl Server {
             token_file: config.admin_token_file.clone(),
         };
         let text_hash = config.text_hash;
+        let server_tls = config.tls.as_ref().map(|t| t.state.clone());
+        let tls_mode = config
+            .tls
+            .as_ref()
+            .map_or("off", |t| t.settings.mode.as_str());
         let shared = Arc::new(Shared::new(config, workers));
         let (drain, drain_signal) = DrainSignal::new();
         let (admin_stop, admin_signal) = DrainSignal::new();
@@ -91,8 +97,9 @@ impl Server {
         for id in 0..workers {
             let listener = listener.try_clone().map_err(StartError::Thread)?;
             let (shared, drain_signal) = (shared.clone(), drain_signal.clone());
+            let tls = server_tls.clone();
             let handle = runtime::spawn_worker(id, move || {
-                listener::run(listener, shared, drain_signal, settings)
+                listener::run(listener, shared, drain_signal, settings, tls)
             })
             .map_err(StartError::Thread)?;
             handles.push(handle);
@@ -105,6 +112,7 @@ impl Server {
                 .config_file
                 .map(|path| ConfigReloader::new(path, shared.clone(), text_hash));
             let sighup = options.sighup;
+            let tls_reloader = tls::TlsReloader::new(server_tls, shared.clone());
             std::thread::Builder::new()
                 .name("weir-admin".into())
                 .spawn(move || {
@@ -113,9 +121,12 @@ impl Server {
                         .build()
                         .expect("a current-thread runtime builds");
                     rt.block_on(async move {
-                        if let Some(reloader) = reloader {
-                            tokio::spawn(reload::run(reloader, sighup, admin_signal.clone()));
-                        }
+                        tokio::spawn(reload::run(
+                            reloader,
+                            tls_reloader,
+                            sighup,
+                            admin_signal.clone(),
+                        ));
                         admin::serve(admin_listener, shared, auth, admin_signal).await;
                     });
                 })
@@ -127,6 +138,7 @@ impl Server {
             workers,
             routes,
             destinations,
+            tls = tls_mode,
             "weir is serving"
         );
         Ok(Server {

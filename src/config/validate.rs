@@ -17,6 +17,8 @@ use super::{
 };
 use crate::routing::{RequestMatch, StringMatch};
 
+mod tls;
+
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -105,7 +107,7 @@ fn from_raw(raw: RawConfig, origin: &str) -> Result<Config, Vec<Issue>> {
     });
 
     let destinations = match &raw.destinations {
-        Some(d) if !d.value.0.is_empty() => destinations(&d.value, &labels, &mut issues),
+        Some(d) if !d.value.0.is_empty() => destinations(&d.value, &labels, origin, &mut issues),
         Some(d) => {
             issues.push(Issue::at(
                 d.referenced,
@@ -137,6 +139,11 @@ fn from_raw(raw: RawConfig, origin: &str) -> Result<Config, Vec<Issue>> {
         }
     };
 
+    let tls = raw
+        .tls
+        .as_ref()
+        .and_then(|t| tls::server_tls(t, origin, &mut issues));
+
     if !issues.is_empty() {
         issues.sort_by_key(|i| (i.line, i.column));
         return Err(issues);
@@ -154,6 +161,7 @@ fn from_raw(raw: RawConfig, origin: &str) -> Result<Config, Vec<Issue>> {
         drain_timeout,
         idle_timeout,
         workers,
+        tls,
         destinations,
         routes,
     })
@@ -297,6 +305,7 @@ fn opt_duration(
 fn destinations(
     raw: &Entries<Spanned<RawDestination>>,
     labels: &ServiceLabels,
+    origin: &str,
     issues: &mut Vec<Issue>,
 ) -> Vec<DestinationConfig> {
     let mut out = Vec::new();
@@ -312,7 +321,7 @@ fn destinations(
         }
         // Kept even when invalid, so routes naming it are not also reported as
         // naming an unknown destination.
-        out.push(destination(&name.value, dest, labels, issues));
+        out.push(destination(&name.value, dest, labels, origin, issues));
     }
     out
 }
@@ -321,6 +330,7 @@ fn destination(
     name: &str,
     dest: &Spanned<RawDestination>,
     labels: &ServiceLabels,
+    origin: &str,
     issues: &mut Vec<Issue>,
 ) -> DestinationConfig {
     let mut endpoints = Vec::new();
@@ -361,6 +371,11 @@ fn destination(
             }
         },
     };
+    let tls = dest
+        .value
+        .tls
+        .as_ref()
+        .and_then(|t| tls::upstream_tls(name, t, &endpoints, protocol, origin, issues));
     let connect_timeout = opt_duration(
         dest.value.connect_timeout.as_ref(),
         DEFAULT_CONNECT_TIMEOUT,
@@ -389,6 +404,7 @@ fn destination(
         connect_timeout,
         workload,
         version,
+        tls,
     }
 }
 

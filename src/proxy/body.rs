@@ -29,6 +29,10 @@ pub struct LogFields {
     pub version: Version,
     pub peer: SocketAddr,
     pub request_id: Option<HeaderValue>,
+    /// `TLSv1.3`, `TLSv1.2`, or `-` for plaintext.
+    pub tls_version: &'static str,
+    /// The verified client certificate's subject.
+    pub client_subject: Option<Arc<str>>,
 }
 
 /// One request's journey, recorded (stats, access log) exactly once: when its response
@@ -164,6 +168,8 @@ impl Drop for Exchange {
                 request_bytes = outcome.request_bytes,
                 response_bytes = outcome.response_bytes,
                 peer = %log.peer,
+                tls = log.tls_version,
+                client_subject = log.client_subject.as_deref().unwrap_or("-"),
                 request_id = log.request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-"),
                 "access"
             );

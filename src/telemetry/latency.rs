@@ -102,7 +102,9 @@ impl LatencyWindow {
     #[inline]
     pub fn record(&self, latency: Duration) {
         let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        let slices = self.slices.get_or_init(|| (0..RING).map(|_| Slice::new()).collect());
+        let slices = self
+            .slices
+            .get_or_init(|| (0..RING).map(|_| Slice::new()).collect());
         let slice = self.current.load(Ordering::Relaxed);
         slices[slice].counts[index(us)].fetch_add(1, Ordering::Relaxed);
     }

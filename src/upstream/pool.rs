@@ -216,7 +216,7 @@ impl Endpoint {
         &self,
         upgrades: bool,
     ) -> Result<http1::SendRequest<RequestBody>, ConnectError> {
-        let stream = self.connect_tcp().await?;
+        let stream = self.connect().await?;
         let (tx, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
@@ -255,7 +255,7 @@ impl Endpoint {
         {
             return Ok((tx.clone(), true));
         }
-        let stream = self.connect_tcp().await?;
+        let stream = self.connect().await?;
         let (tx, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .handshake(TokioIo::new(stream))
