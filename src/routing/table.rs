@@ -6,10 +6,15 @@
 //! evaluates the routes whose key it carries, plus the few routes that have no key at
 //! all. Among the candidates the lowest route index that fully matches wins, which is
 //! exactly "first match wins" over the whole list.
+//!
+//! Routes whose only selective condition is a regex on the host or the path are matched
+//! together: all those regexes form one `RegexSet`, run once per request, so a thousand
+//! regex routes cost one pass over the host (or path), not a thousand.
 
 use std::collections::HashMap;
 
 use http::header::HeaderName;
+use regex::RegexSet;
 
 use super::matcher::{RequestMatch, RequestView, StringMatch};
 
@@ -23,14 +28,92 @@ pub struct RouteTable<T> {
 /// Route indexes, each list ascending.
 #[derive(Debug, Default)]
 struct Index {
-    exact_path: HashMap<String, Vec<u32>>,
-    exact_host: HashMap<String, Vec<u32>>,
-    exact_header: Vec<(HeaderName, HashMap<String, Vec<u32>>)>,
-    path_prefix: HashMap<String, Vec<u32>>,
+    exact_path: FastMap<String, Vec<u32>>,
+    exact_host: FastMap<String, Vec<u32>>,
+    exact_header: Vec<(HeaderName, FastMap<String, Vec<u32>>)>,
+    path_prefix: FastMap<String, Vec<u32>>,
     /// The distinct prefix lengths in `path_prefix`, ascending.
     prefix_lengths: Vec<usize>,
+    host_regex: RegexGroup,
+    path_regex: RegexGroup,
     /// Routes with no indexable condition; always evaluated.
     unkeyed: Vec<u32>,
+}
+
+/// Below this many regexes on a field, trying each is faster than one set search.
+const MIN_REGEX_SET: usize = 8;
+
+/// A fast hasher for the index maps (FxHash). Their keys come from the config, so a
+/// client choosing what to look up cannot make lookups slow, and SipHash's flood
+/// resistance would only cost time on every request.
+#[derive(Default, Clone, Copy)]
+struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let word = u64::from_le_bytes(c.try_into().expect("8-byte chunk"));
+            self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, b: u8) {
+        self.write(&[b]);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+
+/// Routes keyed by a regex on one field, with all their regexes in one set.
+#[derive(Debug, Default)]
+struct RegexGroup {
+    routes: Vec<u32>,
+    patterns: Vec<String>,
+    set: Option<RegexSet>,
+}
+
+impl RegexGroup {
+    fn add(&mut self, route: u32, pattern: &str) {
+        self.routes.push(route);
+        self.patterns.push(pattern.to_owned());
+    }
+
+    /// Builds the set; with few regexes, or when the set cannot be built (too large),
+    /// the routes are evaluated one by one instead, which is then cheaper.
+    fn build(&mut self, unkeyed: &mut Vec<u32>) {
+        if self.routes.is_empty() {
+            return;
+        }
+        if self.routes.len() < MIN_REGEX_SET {
+            unkeyed.append(&mut self.routes);
+            unkeyed.sort_unstable();
+            self.patterns = Vec::new();
+            return;
+        }
+        match regex::RegexSetBuilder::new(&self.patterns)
+            .size_limit(64 << 20)
+            .build()
+        {
+            Ok(set) => self.set = Some(set),
+            Err(_) => {
+                unkeyed.append(&mut self.routes);
+                unkeyed.sort_unstable();
+            }
+        }
+        self.patterns = Vec::new();
+    }
 }
 
 impl<T> RouteTable<T> {
@@ -50,7 +133,7 @@ impl<T> RouteTable<T> {
                 let pos = match index.exact_header.iter().position(|(n, _)| n == name) {
                     Some(pos) => pos,
                     None => {
-                        index.exact_header.push((name.clone(), HashMap::new()));
+                        index.exact_header.push((name.clone(), FastMap::default()));
                         index.exact_header.len() - 1
                     }
                 };
@@ -64,11 +147,17 @@ impl<T> RouteTable<T> {
                 if !index.prefix_lengths.contains(&p.len()) {
                     index.prefix_lengths.push(p.len());
                 }
+            } else if let Some(StringMatch::Regex(re)) = &m.authority {
+                index.host_regex.add(i, re.as_str());
+            } else if let Some(StringMatch::Regex(re)) = &m.path {
+                index.path_regex.add(i, re.as_str());
             } else {
                 index.unkeyed.push(i);
             }
         }
         index.prefix_lengths.sort_unstable();
+        index.host_regex.build(&mut index.unkeyed);
+        index.path_regex.build(&mut index.unkeyed);
         RouteTable { routes, index }
     }
 
@@ -104,6 +193,22 @@ impl<T> RouteTable<T> {
                 .and_then(|prefix| idx.path_prefix.get(prefix))
             {
                 self.scan(list, req, &mut best);
+            }
+        }
+        for (group, field) in [(&idx.host_regex, req.host), (&idx.path_regex, req.path)] {
+            if let Some(set) = &group.set {
+                let hits = set.matches(field);
+                // Pattern ids ascend with route indexes, so the walk stops early.
+                for id in hits.iter() {
+                    let i = group.routes[id];
+                    if i >= best {
+                        break;
+                    }
+                    if self.routes[i as usize].0.matches(req) {
+                        best = i;
+                        break;
+                    }
+                }
             }
         }
         self.routes.get(best as usize).map(|(_, t)| t)
