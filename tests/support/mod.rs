@@ -413,11 +413,28 @@ pub async fn synthetic_with(profile: weir::synthetic::Profile) -> SocketAddr {
     addr
 }
 
-/// A local address where nothing listens: bound, then closed. Connecting to it is
-/// refused.
-pub fn dead_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap()
+/// A local port where nothing listens: connecting to it is refused. The port stays
+/// bound (without `listen`) for as long as this lives, so no other socket can take it
+/// and turn a "dead" endpoint alive mid-test.
+pub struct DeadPort {
+    pub addr: SocketAddr,
+    _socket: socket2::Socket,
+}
+
+pub fn dead_port() -> DeadPort {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("socket");
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    socket.bind(&any.into()).expect("bind");
+    let addr = socket
+        .local_addr()
+        .expect("local addr")
+        .as_socket()
+        .expect("an inet address");
+    DeadPort {
+        addr,
+        _socket: socket,
+    }
 }
 
 pub type BoxError = Box<dyn StdError + Send + Sync>;
