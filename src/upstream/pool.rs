@@ -28,6 +28,9 @@ const MAX_IDLE: usize = 512;
 #[derive(Debug)]
 pub(super) struct Pool {
     slots: Box<[Mutex<Slot>]>,
+    /// One per slot: held while a slot's HTTP/2 connection is being opened, so that a
+    /// burst of requests opens one connection instead of one each.
+    h2_connecting: Box<[tokio::sync::Mutex<()>]>,
 }
 
 #[derive(Debug, Default)]
@@ -47,6 +50,7 @@ impl Pool {
     pub(super) fn new(workers: usize) -> Self {
         Pool {
             slots: (0..=workers).map(|_| Mutex::default()).collect(),
+            h2_connecting: (0..=workers).map(|_| Default::default()).collect(),
         }
     }
 
@@ -255,6 +259,32 @@ impl Endpoint {
         {
             return Ok((tx.clone(), true));
         }
+        // One request opens the connection; the others of a burst wait for it rather
+        // than each opening (and then dropping) a connection of their own.
+        let connecting = &self.pool.h2_connecting[slot];
+        let _connecting = match connecting.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => {
+                let _done = connecting.lock().await;
+                if let Some(tx) = self
+                    .pool
+                    .slot(slot)
+                    .h2
+                    .as_ref()
+                    .filter(|tx| !tx.is_closed())
+                {
+                    return Ok((tx.clone(), true));
+                }
+                // That attempt failed: fail with it, instead of each waiter trying in
+                // turn (one connect timeout after another).
+                return Err(ConnectError::Io {
+                    endpoint: self.label.to_string(),
+                    source: std::io::Error::other(
+                        "the HTTP/2 connection this request waited for could not be opened",
+                    ),
+                });
+            }
+        };
         let stream = self.connect_tcp().await?;
         let (tx, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
