@@ -326,3 +326,89 @@ async fn text_access_log_shows_the_flags() {
     })
     .await;
 }
+
+/// An upstream that answers 200 with a 100-byte `Content-Length`, sends `first`
+/// bytes of it, then either stalls (`stall == true`) or closes the connection.
+async fn partial_body_upstream(first: usize, stall: bool) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let mut resp = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n".to_vec();
+                resp.extend(std::iter::repeat_n(b'a', first));
+                if stream.write_all(&resp).await.is_err() {
+                    return;
+                }
+                if stall {
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Failures after the response started: the status (200) is already sent, so the
+/// client sees a cut body, and the access log keeps the status with the flag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_mid_body_cut_the_response_and_are_logged() {
+    within(60, async {
+        let stalls = partial_body_upstream(10, true).await;
+        let closes = partial_body_upstream(10, false).await;
+        let weir = Weir::start(&format!(
+            r#"
+access_log: true
+destinations:
+  stalls: {{ endpoints: ["{stalls}"] }}
+  closes: {{ endpoints: ["{closes}"] }}
+routes:
+  - name: slow-body
+    match: {{ path: /slow-body }}
+    split: {{ stalls: 1 }}
+    timeout: 300ms
+  - name: cut-body
+    split: {{ closes: 1 }}
+"#
+        ))
+        .await;
+        for (path, flag) in [("/slow-body", "UT"), ("/cut-body", "UC")] {
+            for client in [h1_client(), h2_client()] {
+                let resp = client
+                    .request(Request::get(weir.url(path)).body(empty()).unwrap())
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 200, "{path}");
+                let body = tokio::time::timeout(Duration::from_secs(10), read(resp))
+                    .await
+                    .expect("the cut body ends");
+                assert!(
+                    body.is_err(),
+                    "{path}: the client must see a cut body, got {body:?}"
+                );
+            }
+            for proto in ["HTTP/1.1", "HTTP/2.0"] {
+                let line = weir
+                    .wait_access(&format!("{proto} {path}"), |v| {
+                        v["path"] == path && v["protocol"] == proto
+                    })
+                    .await;
+                assert_eq!(line["status"], 200, "{line}");
+                assert_eq!(line["flags"], flag, "{line}");
+                assert_eq!(line["response_bytes"], 10, "{line}");
+            }
+        }
+    })
+    .await;
+}
