@@ -225,6 +225,20 @@ async fn client_that_goes_away_is_logged_dc() {
         let line = s.weir.wait_access("DC", |v| v["path"] == "/dc").await;
         assert_eq!(line["status"], 0, "{line}");
         assert_eq!(line["flags"], "DC", "{line}");
+
+        // HTTP/2: the client cancels its stream (RST_STREAM) while weir waits.
+        let mut tx = h2_conn(s.weir.listen).await;
+        let pending = tx.send_request(Request::get("http://shop/dc?h2").body(empty()).unwrap());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), pending)
+                .await
+                .is_err(),
+            "the silent upstream answered"
+        );
+        let line = s.weir.wait_access("h2 DC", |v| v["path"] == "/dc?h2").await;
+        assert_eq!(line["status"], 0, "{line}");
+        assert_eq!(line["flags"], "DC", "{line}");
+        assert_eq!(line["protocol"], "HTTP/2.0", "{line}");
     })
     .await;
 }
@@ -409,6 +423,30 @@ routes:
                 assert_eq!(line["response_bytes"], 10, "{line}");
             }
         }
+    })
+    .await;
+}
+
+/// An upstream's own error answer is passed through as it is: not a local reply, no
+/// flag.
+#[tokio::test]
+async fn upstream_errors_pass_through_unflagged() {
+    within(60, async {
+        let mut profile = weir::synthetic::Profile::new("broken");
+        profile.error_rate = 1.0;
+        let upstream = synthetic_with(profile).await;
+        let weir = Weir::start(&format!(
+            "access_log: true\ndestinations:\n  broken: {{ endpoints: [\"{upstream}\"] }}\n\
+             routes:\n  - name: all\n    split: {{ broken: 1 }}\n"
+        ))
+        .await;
+        let got = get(&h1_client(), &weir.url("/err")).await;
+        assert_eq!(got.status, 500);
+        assert_eq!(got.text(), "broken: injected error\n");
+        assert_eq!(got.header("x-weir-response-flags"), None);
+        let line = weir.wait_access("the 500", |v| v["path"] == "/err").await;
+        assert_eq!(line["status"], 500, "{line}");
+        assert_eq!(line["flags"], "-", "{line}");
     })
     .await;
 }

@@ -170,3 +170,40 @@ async fn large_download_streams() {
     })
     .await;
 }
+
+/// A client that stops reading a large download and hangs up: weir logs the status
+/// it sent with `DC` and the bytes that went out, and stops reading the upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_leaving_a_download_is_logged_dc() {
+    within(120, async {
+        let mut profile = weir::synthetic::Profile::new("source");
+        profile.body_bytes = Some(DOWNLOAD as usize);
+        let upstream = synthetic_with(profile).await;
+        let weir = Weir::start(&format!(
+            "access_log: true\ndestinations:\n  source: {{ endpoints: [\"{upstream}\"] }}\n\
+             routes:\n  - name: all\n    split: {{ source: 1 }}\n"
+        ))
+        .await;
+        for (path, client) in [("/leave-h1", h1_client()), ("/leave-h2", h2_client())] {
+            let resp = client
+                .request(Request::get(weir.url(path)).body(empty()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            let mut body = resp.into_body();
+            let mut received = 0u64;
+            while received < 4 * MIB {
+                let frame = body.frame().await.expect("more body").unwrap();
+                received += frame.data_ref().map_or(0, |d| d.len() as u64);
+            }
+            drop(body);
+            drop(client);
+            let line = weir.wait_access(path, |v| v["path"] == path).await;
+            assert_eq!(line["status"], 200, "{line}");
+            assert_eq!(line["flags"], "DC", "{line}");
+            let sent = line["response_bytes"].as_u64().unwrap();
+            assert!(sent >= received && sent < DOWNLOAD, "{line}");
+        }
+    })
+    .await;
+}
