@@ -37,6 +37,9 @@ pub(super) struct Pool {
 struct Slot {
     idle: Vec<Idle>,
     h2: Option<http2::SendRequest<RequestBody>>,
+    /// HTTP/2 connection attempts finished so far, and whether the last one failed.
+    h2_attempts: u64,
+    h2_failed: bool,
 }
 
 #[derive(Debug)]
@@ -250,33 +253,25 @@ impl Endpoint {
         &self,
         slot: usize,
     ) -> Result<(http2::SendRequest<RequestBody>, bool), ConnectError> {
-        if let Some(tx) = self
-            .pool
-            .slot(slot)
-            .h2
-            .as_ref()
-            .filter(|tx| !tx.is_closed())
+        let open = |s: &Slot| s.h2.as_ref().filter(|tx| !tx.is_closed()).cloned();
+        let seen = {
+            let s = self.pool.slot(slot);
+            if let Some(tx) = open(&s) {
+                return Ok((tx, true));
+            }
+            s.h2_attempts
+        };
+        // One request at a time opens the connection; the others of a burst wait for
+        // it rather than each opening (and then dropping) a connection of their own.
+        let _connecting = self.pool.h2_connecting[slot].lock().await;
         {
-            return Ok((tx.clone(), true));
-        }
-        // One request opens the connection; the others of a burst wait for it rather
-        // than each opening (and then dropping) a connection of their own.
-        let connecting = &self.pool.h2_connecting[slot];
-        let _connecting = match connecting.try_lock() {
-            Ok(guard) => guard,
-            Err(_) => {
-                let _done = connecting.lock().await;
-                if let Some(tx) = self
-                    .pool
-                    .slot(slot)
-                    .h2
-                    .as_ref()
-                    .filter(|tx| !tx.is_closed())
-                {
-                    return Ok((tx.clone(), true));
-                }
-                // That attempt failed: fail with it, instead of each waiter trying in
-                // turn (one connect timeout after another).
+            let s = self.pool.slot(slot);
+            if let Some(tx) = open(&s) {
+                return Ok((tx, true));
+            }
+            if s.h2_attempts != seen && s.h2_failed {
+                // The attempt this request waited for failed: fail with it, instead
+                // of each waiter trying in turn, one connect timeout after another.
                 return Err(ConnectError::Io {
                     endpoint: self.label.to_string(),
                     source: std::io::Error::other(
@@ -284,7 +279,18 @@ impl Endpoint {
                     ),
                 });
             }
-        };
+        }
+        let opened = self.open_h2().await;
+        let mut s = self.pool.slot(slot);
+        s.h2_attempts += 1;
+        s.h2_failed = opened.is_err();
+        let tx = opened?;
+        s.h2 = Some(tx.clone());
+        Ok((tx, false))
+    }
+
+    /// Opens a new HTTP/2 connection and starts its driver task.
+    async fn open_h2(&self) -> Result<http2::SendRequest<RequestBody>, ConnectError> {
         let stream = self.connect_tcp().await?;
         let (tx, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
@@ -302,12 +308,6 @@ impl Endpoint {
                 tracing::debug!(%endpoint, %error, "upstream HTTP/2 connection ended with an error");
             }
         });
-        let mut s = self.pool.slot(slot);
-        // Another request may have opened one meanwhile; keep a single shared connection.
-        if let Some(existing) = s.h2.as_ref().filter(|t| !t.is_closed()) {
-            return Ok((existing.clone(), true));
-        }
-        s.h2 = Some(tx.clone());
-        Ok((tx, false))
+        Ok(tx)
     }
 }
