@@ -450,3 +450,36 @@ async fn upstream_errors_pass_through_unflagged() {
     })
     .await;
 }
+
+/// The connect retry for an HTTP/2 destination, under a burst: requests that waited
+/// for the worker's connection to a dead endpoint fail over with it, to the live one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_failure_is_retried_for_http2_destinations_in_a_burst() {
+    within(60, async {
+        let dead = dead_port();
+        let live = synthetic("live-h2").await;
+        let weir = Weir::start(&format!(
+            "destinations:\n  mixed: {{ endpoints: [\"{}\", \"{live}\"], protocol: http2 }}\n\
+             routes:\n  - name: all\n    split: {{ mixed: 1 }}\n",
+            dead.addr
+        ))
+        .await;
+        let client = h2_client();
+        let tasks: Vec<_> = (0..100)
+            .map(|i| {
+                let client = client.clone();
+                let url = weir.url(&format!("/b{i}"));
+                tokio::spawn(async move {
+                    let got = get(&client, &url).await;
+                    (got.status, got.text())
+                })
+            })
+            .collect();
+        for t in tasks {
+            let (status, text) = t.await.unwrap();
+            assert_eq!(status, 200, "{text}");
+            assert_eq!(text, "live-h2\n");
+        }
+    })
+    .await;
+}

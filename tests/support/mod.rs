@@ -137,12 +137,14 @@ impl Weir {
             LogFormat::Text => "text",
             LogFormat::Json => "json",
         };
+        // WEIR_TEST_LOG_LEVEL=debug shows weir's debug lines in failing tests' output.
+        let level = std::env::var("WEIR_TEST_LOG_LEVEL").unwrap_or_else(|_| "info".into());
         let mut child = Command::new(WEIR)
             .args([
                 "--log-format",
                 fmt,
                 "--log-level",
-                "info",
+                &level,
                 "run",
                 "--config",
             ])
