@@ -291,14 +291,15 @@ impl Weir {
         }
     }
 
-    /// Sends a signal with kill(1).
+    /// Sends a signal (`TERM`, `INT`) with the shell's `kill` builtin, which every
+    /// machine with a `/bin/sh` has.
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.pid().to_string())
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -s {name} {}", self.pid()))
             .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{name} failed");
+            .expect("run sh -c kill");
+        assert!(status.success(), "kill -s {name} failed");
     }
 
     /// Waits (polling, so the async runtime keeps running) for the process to exit.
