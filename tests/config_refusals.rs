@@ -183,6 +183,37 @@ fn unknown_keys() {
     assert_refused(&yaml, &["unknown field `endpoint`"]);
 }
 
+/// The other refusals the README lists: weights that are not non-negative integers,
+/// and durations without a known unit.
+#[test]
+fn bad_weights_and_durations() {
+    let yaml = "\
+listen: 127.0.0.1:0
+admin: 127.0.0.1:0
+drain_timeout: «fast
+destinations:
+  release: { endpoints: [\"127.0.0.1:8081\"], connect_timeout: «5 }
+  canary: { endpoints: [\"127.0.0.1:8082\"] }
+routes:
+  - name: primary
+    split: { release: «-1, canary: «2.5 }
+    timeout: «5 seconds
+  - name: other
+    split: { release: «\"ten\" }
+";
+    assert_refused(
+        yaml,
+        &[
+            "`fast` is not a duration",
+            "`5` has no unit",
+            "weight -1 is negative",
+            "weight 2.5 is not an integer",
+            "`5 seconds` has an unknown unit",
+            "weight `ten` is not a number",
+        ],
+    );
+}
+
 /// Validation problems are reported all at once, in file order.
 #[test]
 fn several_problems_are_reported_together() {

@@ -207,3 +207,82 @@ async fn client_leaving_a_download_is_logged_dc() {
     })
     .await;
 }
+
+/// Backpressure: a client that stops reading a download, and an upstream that stops
+/// reading an upload, make weir stop too instead of buffering what keeps coming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_readers_hold_weir_back_instead_of_filling_its_memory() {
+    within(120, async {
+        // The upstream reads 16 MiB of each upload, pauses 1.5 s, then reads the rest.
+        let paused = std::sync::Arc::new(tokio::sync::Notify::new());
+        let upload_sink = {
+            let paused = paused.clone();
+            serve(false, move |req: http::Request<hyper::body::Incoming>| {
+                let paused = paused.clone();
+                async move {
+                    let mut body = req.into_body();
+                    let mut received = 0u64;
+                    let mut stalled = false;
+                    while let Some(frame) = body.frame().await {
+                        received += frame.unwrap().data_ref().map_or(0, |d| d.len() as u64);
+                        if !stalled && received >= 16 * MIB {
+                            stalled = true;
+                            paused.notify_one();
+                            tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+                        }
+                    }
+                    http::Response::new(server_body(received.to_string()))
+                }
+            })
+            .await
+        };
+        let mut profile = weir::synthetic::Profile::new("source");
+        profile.body_bytes = Some(DOWNLOAD as usize);
+        let source = synthetic_with(profile).await;
+        let weir = Weir::start(&format!(
+            "destinations:\n  sink: {{ endpoints: [\"{upload_sink}\"] }}\n  \
+             source: {{ endpoints: [\"{source}\"] }}\n\
+             routes:\n  - name: up\n    match: {{ method: POST }}\n    split: {{ sink: 1 }}\n  \
+             - name: down\n    split: {{ source: 1 }}\n"
+        ))
+        .await;
+        let got = get(&h1_client(), &weir.url("/warmup")).await;
+        assert_eq!(got.status, 200);
+        let idle = weir.proc_status_kib("VmRSS");
+
+        // Upload 256 MiB into the pausing upstream; look at weir during the pause.
+        for client in [h1_client(), h2_client()] {
+            let req = Request::post(weir.url("/upload"))
+                .body(Generated::new(256 * MIB, false).boxed())
+                .unwrap();
+            let upload = tokio::spawn(async move { fetch(&client, req).await });
+            paused.notified().await;
+            tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
+            assert_rss_flat(&weir, idle, "upload paused by the upstream");
+            let got = upload.await.unwrap();
+            assert_eq!(got.status, 200);
+            assert_eq!(got.text(), (256 * MIB).to_string());
+        }
+
+        // Download 256 MiB, stop reading after 16 MiB for a second.
+        for client in [h1_client(), h2_client()] {
+            let resp = client
+                .request(Request::get(weir.url("/download")).body(empty()).unwrap())
+                .await
+                .unwrap();
+            let mut body = resp.into_body();
+            let mut received = 0u64;
+            let mut paused_once = false;
+            while let Some(frame) = body.frame().await {
+                received += frame.unwrap().data_ref().map_or(0, |d| d.len() as u64);
+                if !paused_once && received >= 16 * MIB {
+                    paused_once = true;
+                    tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
+                    assert_rss_flat(&weir, idle, "download paused by the client");
+                }
+            }
+            assert_eq!(received, DOWNLOAD);
+        }
+    })
+    .await;
+}
