@@ -1,11 +1,18 @@
-//! The admin listener: health and readiness for Kubernetes probes, and (in the
-//! submodules) the config view, the weights API and the metrics.
+//! The admin listener: health and readiness for Kubernetes probes, the effective config,
+//! and the weights API.
+//!
+//! Mutating endpoints need `Authorization: Bearer <token>` when `admin_token_file` is
+//! set, which the config requires whenever `admin` is not a loopback address.
+
+mod config_api;
+mod stats_api;
 
 use std::convert::Infallible;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -13,13 +20,27 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
+pub use config_api::rfc3339;
+
 use crate::listener::DrainSignal;
 use crate::state::Shared;
 
 pub type AdminResponse = Response<Full<Bytes>>;
 
+/// Who may change things through the admin API.
+#[derive(Debug, Clone, Default)]
+pub struct AdminAuth {
+    /// When set, mutating requests must carry this file's token.
+    pub token_file: Option<PathBuf>,
+}
+
 /// Serves the admin API until `stop`.
-pub async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, mut stop: DrainSignal) {
+pub async fn serve(
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    auth: AdminAuth,
+    mut stop: DrainSignal,
+) {
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(error) => {
@@ -27,6 +48,17 @@ pub async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, mut sto
             return;
         }
     };
+    let auth = Arc::new(auth);
+    // The latency windows slide on this thread's clock.
+    let rotating = shared.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(rotating.stats.window_slice());
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            rotating.stats.rotate_windows();
+        }
+    });
     loop {
         tokio::select! {
             () = stop.wait() => return,
@@ -35,11 +67,11 @@ pub async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, mut sto
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 };
-                let shared = shared.clone();
+                let (shared, auth) = (shared.clone(), auth.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
-                        let shared = shared.clone();
-                        async move { Ok::<_, Infallible>(route(&shared, req).await) }
+                        let (shared, auth) = (shared.clone(), auth.clone());
+                        async move { Ok::<_, Infallible>(route(&shared, &auth, req).await) }
                     });
                     let conn = http1::Builder::new()
                         .timer(TokioTimer::new())
@@ -53,18 +85,39 @@ pub async fn serve(listener: std::net::TcpListener, shared: Arc<Shared>, mut sto
     }
 }
 
-async fn route(shared: &Shared, req: Request<Incoming>) -> AdminResponse {
-    match (req.method(), req.uri().path()) {
-        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok\n"),
-        (&Method::GET, "/ready") => {
+async fn route(shared: &Shared, auth: &AdminAuth, req: Request<Incoming>) -> AdminResponse {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (&method, segments.as_slice()) {
+        (&Method::GET, ["healthz"]) => text(StatusCode::OK, "ok\n"),
+        (&Method::GET, ["ready"]) => {
             if shared.is_draining() {
                 text(StatusCode::SERVICE_UNAVAILABLE, "draining\n")
             } else {
                 text(StatusCode::OK, "ready\n")
             }
         }
-        (&Method::GET, "/") => text(StatusCode::OK, INDEX),
-        (_, "/healthz" | "/ready" | "/") => text(StatusCode::METHOD_NOT_ALLOWED, "use GET\n"),
+        (&Method::GET, [""]) => text(StatusCode::OK, INDEX),
+        (&Method::GET, ["config"]) => config_api::config(shared),
+        (&Method::GET, ["metrics"]) => stats_api::metrics(shared),
+        (&Method::GET, ["stats", "connections"]) => stats_api::connections(shared),
+        (&Method::GET, ["stats", "destinations"]) => stats_api::destinations(shared),
+        (&Method::GET, ["routes", route, "split"]) => config_api::get_split(shared, route),
+        (&Method::PUT | &Method::DELETE, ["routes", route, "split"]) => {
+            if let Err(denied) = authorize(auth, &req).await {
+                return denied;
+            }
+            if method == Method::PUT {
+                config_api::put_split(shared, route, req.into_body()).await
+            } else {
+                config_api::delete_split(shared, route)
+            }
+        }
+        (_, ["healthz" | "ready" | "config" | "metrics"] | ["stats", _] | [""]) => {
+            method_not_allowed("GET")
+        }
+        (_, ["routes", _, "split"]) => method_not_allowed("GET, PUT, DELETE"),
         _ => text(
             StatusCode::NOT_FOUND,
             "not found; GET / lists the admin endpoints\n",
@@ -73,15 +126,85 @@ async fn route(shared: &Shared, req: Request<Incoming>) -> AdminResponse {
 }
 
 const INDEX: &str = "weir admin\n\
-GET /healthz   200 while the process is up\n\
-GET /ready     200 when serving, 503 while draining\n";
+GET    /healthz                 200 while the process is up\n\
+GET    /ready                   200 when serving, 503 while draining\n\
+GET    /config                  the effective configuration (JSON)\n\
+GET    /metrics                 Prometheus metrics (Istio's standard names and labels)\n\
+GET    /stats/connections       open connections and requests in flight (JSON, for autoscalers)\n\
+GET    /stats/destinations      per destination: requests, status classes, p50/p95/p99, weights (JSON)\n\
+GET    /routes/{route}/split    a route's current split\n\
+PUT    /routes/{route}/split    set a split: {\"release\": 34, \"baseline\": 33, \"canary\": 33}\n\
+DELETE /routes/{route}/split    drop the API split; the file's split applies again\n";
+
+/// Checks the bearer token of a mutating request. The token file is read per request,
+/// so a rotated token takes effect without a restart.
+async fn authorize(auth: &AdminAuth, req: &Request<Incoming>) -> Result<(), AdminResponse> {
+    let Some(file) = &auth.token_file else {
+        return Ok(());
+    };
+    let expected = match tokio::fs::read_to_string(file).await {
+        Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
+        _ => {
+            tracing::error!(file = %file.display(), "admin token file unreadable or empty; refusing admin writes");
+            return Err(config_api::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the admin token file cannot be read; admin writes are refused",
+            ));
+        }
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => Ok(()),
+        _ => {
+            let mut resp = config_api::error(
+                StatusCode::UNAUTHORIZED,
+                "this admin endpoint needs `Authorization: Bearer <token>` with the token from admin_token_file",
+            );
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            Err(resp)
+        }
+    }
+}
+
+/// Compares without returning early, so response timing does not leak the token.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn method_not_allowed(allow: &'static str) -> AdminResponse {
+    let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    resp
+}
 
 pub fn text(status: StatusCode, body: &'static str) -> AdminResponse {
     let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+pub fn json_response(status: StatusCode, value: &serde_json::Value) -> AdminResponse {
+    let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    body.push(b'\n');
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
     );
     resp
 }

@@ -11,12 +11,14 @@ mod validate;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::{ConfigError, Issue};
-pub use validate::{split_from_weights, valid_name};
+pub use validate::{resolve_path, split_from_weights, valid_name};
 
 use crate::routing::RequestMatch;
+use crate::tls::{ClientTls, ClientTlsSettings, ServerTls, ServerTlsSettings};
 
 /// The config weir starts with when `weir demo` runs; also a template for the docs.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:15001";
@@ -27,6 +29,8 @@ pub const DEFAULT_ADMIN: &str = "127.0.0.1:15000";
 pub struct Config {
     /// Where the config came from (a file path), for messages.
     pub origin: String,
+    /// A hash of the text it was parsed from, so a reload can tell an unchanged file.
+    pub text_hash: u64,
     /// The data-plane listener: HTTP/1.1 and h2c on one port.
     pub listen: SocketAddr,
     /// The admin listener: health, readiness, config, metrics, weights API.
@@ -43,6 +47,8 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Worker threads; `None` means one per available CPU.
     pub workers: Option<usize>,
+    /// TLS on the data-plane listener; `None` serves plaintext only.
+    pub tls: Option<ServerTlsConfig>,
     pub destinations: Vec<DestinationConfig>,
     pub routes: Vec<RouteConfig>,
 }
@@ -99,6 +105,30 @@ pub struct DestinationConfig {
     /// `destination_workload` and `destination_version` metric labels.
     pub workload: String,
     pub version: String,
+    /// TLS to the endpoints; `None` is plaintext.
+    pub tls: Option<UpstreamTlsConfig>,
+}
+
+/// The listener's TLS: the settings, and the state loaded from their files when the
+/// config was validated (so what was checked is what serves).
+#[derive(Debug, Clone)]
+pub struct ServerTlsConfig {
+    pub settings: ServerTlsSettings,
+    pub state: Arc<ServerTls>,
+}
+
+/// TLS to a destination's endpoints, loaded when the config was validated.
+#[derive(Debug, Clone)]
+pub struct UpstreamTlsConfig {
+    pub settings: ClientTlsSettings,
+    pub state: Arc<ClientTls>,
+}
+
+/// Equal when configured the same; the files' contents are the state's business.
+impl PartialEq for UpstreamTlsConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.settings == other.settings
+    }
 }
 
 /// One route: first match wins, then the split picks a destination per request.
@@ -110,6 +140,15 @@ pub struct RouteConfig {
     pub split: Vec<(usize, u32)>,
     /// Time allowed for the whole upstream exchange; `None` means no limit (Istio's default).
     pub timeout: Option<Duration>,
+}
+
+/// The hash weir compares config texts by (not cryptographic: it only tells a changed
+/// file from an unchanged one).
+pub fn text_hash(bytes: &[u8]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
 }
 
 impl Config {
@@ -125,10 +164,12 @@ impl Config {
 
     /// Validates config text; `origin` names it in error messages.
     pub fn parse(text: &str, origin: &str) -> Result<Config, ConfigError> {
-        validate::parse(text, origin).map_err(|issues| ConfigError::Invalid {
+        let mut config = validate::parse(text, origin).map_err(|issues| ConfigError::Invalid {
             origin: origin.to_owned(),
             issues,
-        })
+        })?;
+        config.text_hash = text_hash(text.as_bytes());
+        Ok(config)
     }
 
     pub fn destination_index(&self, name: &str) -> Option<usize> {

@@ -6,6 +6,7 @@
 
 mod load;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -113,9 +114,10 @@ async fn demo(opts: DemoOptions) -> Result<(), DemoError> {
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
+    let mut table = Table::default();
     loop {
         tokio::select! {
-            _ = tick.tick() => print_table(&server, started.elapsed(), &load),
+            _ = tick.tick() => table.print(&server, started.elapsed(), &load),
             _ = tokio::signal::ctrl_c() => break,
         }
         if opts.duration.is_some_and(|d| started.elapsed() >= d) {
@@ -129,33 +131,67 @@ async fn demo(opts: DemoOptions) -> Result<(), DemoError> {
     Ok(())
 }
 
-fn print_table(server: &Server, elapsed: Duration, load: &load::LoadStats) {
-    let stats = server.shared().stats.destinations();
-    let total: u64 = stats.iter().map(|d| d.requests()).sum();
-    println!();
-    println!(
-        "t={:>4}s  client sent {} ({} failed)",
-        elapsed.as_secs(),
-        load.sent.load(Ordering::Relaxed),
-        load.failed.load(Ordering::Relaxed)
-    );
-    println!(
-        "  {:<10} {:>9} {:>7} {:>7}",
-        "destination", "requests", "share", "errors"
-    );
-    for d in &stats {
-        let n = d.requests();
-        let share = if total == 0 {
-            0.0
-        } else {
-            100.0 * n as f64 / total as f64
-        };
+/// The once-a-second table; remembers the last counts to show rates.
+#[derive(Default)]
+struct Table {
+    last: HashMap<String, (u64, u64)>,
+    last_at: Option<Instant>,
+}
+
+impl Table {
+    fn print(&mut self, server: &Server, elapsed: Duration, load: &load::LoadStats) {
+        let snapshot = server.shared().snapshot.load();
+        let now = Instant::now();
+        let secs = self
+            .last_at
+            .map_or(1.0, |t| now.duration_since(t).as_secs_f64().max(0.001));
+        self.last_at = Some(now);
+        let total: u64 = snapshot
+            .destinations
+            .iter()
+            .map(|d| d.stats.requests())
+            .sum();
+        println!();
         println!(
-            "  {:<10} {:>9} {:>6.1}% {:>7}",
-            d.name,
-            n,
-            share,
-            d.responses(StatusClass::ServerError)
+            "t={:>4}s  client sent {} ({} failed); downstream connections {}",
+            elapsed.as_secs(),
+            load.sent.load(Ordering::Relaxed),
+            load.failed.load(Ordering::Relaxed),
+            server.shared().stats.downstream_active()
         );
+        println!(
+            "  {:<11} {:>9} {:>7} {:>8} {:>7} {:>9} {:>6}",
+            "destination", "requests", "share", "req/s", "5xx", "p95 ms", "conns"
+        );
+        for d in &snapshot.destinations {
+            let s = &d.stats;
+            let (n, errors) = (s.requests(), s.responses(StatusClass::ServerError));
+            let (last_n, last_e) = self
+                .last
+                .insert(d.name.to_string(), (n, errors))
+                .unwrap_or((0, 0));
+            let (dn, de) = (n - last_n, errors - last_e);
+            let share = if total == 0 {
+                0.0
+            } else {
+                100.0 * n as f64 / total as f64
+            };
+            let err_rate = if dn == 0 {
+                0.0
+            } else {
+                100.0 * de as f64 / dn as f64
+            };
+            let ([p95], _) = s.latency.quantiles([0.95]);
+            println!(
+                "  {:<11} {:>9} {:>6.1}% {:>8.1} {:>6.1}% {:>9} {:>6}",
+                d.name,
+                n,
+                share,
+                dn as f64 / secs,
+                err_rate,
+                p95.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}")),
+                s.upstream_active()
+            );
+        }
     }
 }

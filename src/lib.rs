@@ -8,8 +8,10 @@
 //! - [`routing`]: first matching route, then a weighted pick of a destination;
 //! - [`proxy`]: the request path, headers, failure answers;
 //! - [`upstream`]: endpoints, pooled connections, sending;
+//! - [`tls`]: TLS and mutual TLS on the listener and to upstreams, certificate reload;
 //! - [`telemetry`]: per-destination statistics and logs;
-//! - [`config`], [`snapshot`], [`state`]: what the proxy runs on, and how it changes;
+//! - [`config`], [`snapshot`], [`state`], [`reload`]: what the proxy runs on, and how
+//!   it changes live (file watching, SIGHUP, the weights API);
 //! - [`admin`]: health, readiness and the admin API;
 //! - [`server`], [`runtime`]: starting, worker threads, shutdown;
 //! - [`synthetic`], [`demo`]: a synthetic upstream and the one-command demo.
@@ -21,6 +23,7 @@ pub mod config;
 pub mod demo;
 pub mod listener;
 pub mod proxy;
+pub mod reload;
 pub mod routing;
 pub mod runtime;
 pub mod server;
@@ -28,7 +31,8 @@ pub mod snapshot;
 pub mod state;
 pub mod synthetic;
 pub mod telemetry;
+pub mod tls;
 pub mod upstream;
 
 pub use config::Config;
-pub use server::Server;
+pub use server::{Server, ServerOptions};

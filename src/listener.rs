@@ -1,6 +1,6 @@
-//! The data-plane listener: accepts client connections on a worker, tells HTTP/2
-//! (prior knowledge) from HTTP/1.1 by the first bytes, serves them, and drains them on
-//! shutdown.
+//! The data-plane listener: accepts client connections on a worker, tells TLS from
+//! plaintext and HTTP/2 (prior knowledge) from HTTP/1.1 by the first bytes, serves them,
+//! and drains them on shutdown.
 
 use std::net::SocketAddr;
 use std::pin::pin;
@@ -11,11 +11,14 @@ use std::time::Duration;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 
 use crate::proxy::{self, Downstream};
 use crate::state::Shared;
+use crate::tls::server::Acceptor;
+use crate::tls::{ServerTls, TlsInfo, TlsMode};
 
 /// The HTTP/2 connection preface a prior-knowledge (h2c) client sends first.
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -25,6 +28,14 @@ const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// own; only after this grace are idle connections closed. Closing an idle keep-alive
 /// connection at once races with a request the client is sending on it right then.
 const H1_DRAIN_GRACE: Duration = Duration::from_secs(1);
+
+/// The longest a client may take over its TLS handshake (first byte included), unless
+/// `idle_timeout` is shorter: a handshake costs CPU and memory, so a client that opens
+/// connections and stalls must not hold them.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The first byte of a TLS record carrying a handshake message (the ClientHello).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 /// Timing settings of the listener.
 #[derive(Debug, Clone, Copy)]
@@ -95,6 +106,7 @@ pub async fn run(
     shared: Arc<Shared>,
     drain: DrainSignal,
     settings: ListenerSettings,
+    tls: Option<Arc<ServerTls>>,
 ) {
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
@@ -112,7 +124,11 @@ pub async fn run(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let guard = live.enter(&shared);
-                    tokio::spawn(connection(stream, peer, shared.clone(), drain.clone(), settings, guard));
+                    let conn = Conn { peer, shared: shared.clone(), drain: drain.clone(), settings, _live: guard };
+                    match &tls {
+                        None => tokio::spawn(plaintext(stream, conn)),
+                        Some(tls) => tokio::spawn(maybe_tls(stream, tls.acceptor(), conn)),
+                    };
                 }
                 Err(error) => {
                     // Out of file descriptors or memory: back off instead of spinning.
@@ -134,22 +150,90 @@ pub async fn run(
     }
 }
 
-async fn connection(
-    stream: TcpStream,
+/// What serving one accepted connection needs.
+struct Conn {
     peer: SocketAddr,
     shared: Arc<Shared>,
-    mut drain: DrainSignal,
+    drain: DrainSignal,
     settings: ListenerSettings,
     _live: LiveGuard,
-) {
+}
+
+/// A plaintext connection: HTTP/2 with prior knowledge or HTTP/1.1.
+async fn plaintext(stream: TcpStream, conn: Conn) {
     let _ = stream.set_nodelay(true);
-    let http2 = match tokio::time::timeout(settings.idle_timeout, sniff_h2(&stream)).await {
+    let http2 = match tokio::time::timeout(conn.settings.idle_timeout, sniff_h2(&stream)).await {
         Ok(Ok(http2)) => http2,
         Ok(Err(_)) | Err(_) => return,
     };
-    let downstream = Arc::new(Downstream::new(peer, false, http2));
+    let downstream = Downstream::new(conn.peer, None, http2);
+    serve(stream, downstream, conn).await;
+}
+
+/// A connection on a TLS listener: TLS, or plaintext in permissive mode. The acceptor
+/// was read when the connection was accepted, so a certificate reload reaches only
+/// connections accepted after it.
+async fn maybe_tls(stream: TcpStream, tls: Acceptor, conn: Conn) {
+    let _ = stream.set_nodelay(true);
+    let peer = conn.peer;
+    let limit = conn.settings.idle_timeout.min(TLS_HANDSHAKE_TIMEOUT);
+    let deadline = tokio::time::Instant::now() + limit;
+    let is_tls = match tokio::time::timeout_at(deadline, starts_with_tls(&stream)).await {
+        Ok(Ok(is_tls)) => is_tls,
+        Ok(Err(_)) | Err(_) => return,
+    };
+    if !is_tls {
+        if tls.mode == TlsMode::Permissive {
+            return plaintext(stream, conn).await;
+        }
+        tracing::debug!(%peer, "plaintext client on a TLS-only listener; closing");
+        return;
+    }
+    let stream = match tokio::time::timeout_at(deadline, tls.acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            // A client without a valid certificate in strict mode ends here.
+            tracing::debug!(%peer, %error, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let info = TlsInfo::of(stream.get_ref().1);
+    let http2 = info.h2;
+    let downstream = Downstream::new(peer, Some(info), http2);
+    serve(stream, downstream, conn).await;
+}
+
+/// Peeks at the first byte: a TLS handshake record means a ClientHello. An HTTP/1.1
+/// request starts with a method's letter and an HTTP/2 preface with `P`.
+async fn starts_with_tls(stream: &TcpStream) -> std::io::Result<bool> {
+    let mut first = [0u8; 1];
+    let n = stream.peek(&mut first).await?;
+    if n == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(first[0] == TLS_HANDSHAKE_RECORD)
+}
+
+/// Serves HTTP over `io` until the client is done or the drain ends it.
+async fn serve<I>(io: I, downstream: Downstream, conn: Conn)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Conn {
+        peer,
+        shared,
+        mut drain,
+        settings,
+        _live,
+    } = conn;
+    let http2 = downstream.http2;
+    let downstream = Arc::new(downstream);
     let service = service_fn(move |req| proxy::serve(shared.clone(), downstream.clone(), req));
-    let io = TokioIo::new(stream);
+    let io = TokioIo::new(io);
     let result = if http2 {
         let conn = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())

@@ -167,7 +167,11 @@ fn run(path: &std::path::Path, workers: Option<usize>) -> anyhow::Result<ExitCod
     if workers.is_some() {
         config.workers = workers;
     }
-    let server = weir::Server::start(config)?;
+    let options = weir::ServerOptions {
+        config_file: Some(path.to_path_buf()),
+        sighup: true,
+    };
+    let server = weir::Server::start_with(config, options)?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

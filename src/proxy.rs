@@ -24,6 +24,8 @@ use headers::Forwarding;
 use crate::config::Protocol;
 use crate::routing::RequestView;
 use crate::state::Shared;
+use crate::telemetry::{RequestProtocol, SecurityPolicy};
+use crate::tls::TlsInfo;
 use crate::upstream::{ConnReturn, Destination, Endpoint, RequestBody, SendError};
 
 /// How many times a request that a pooled connection handed back unsent is tried again
@@ -37,20 +39,34 @@ pub struct Downstream {
     pub forwarding: Forwarding,
     /// HTTP/2 connections drain with GOAWAY; HTTP/1.1 ones get `Connection: close`.
     pub http2: bool,
+    /// What the TLS handshake said; `None` for plaintext.
+    pub tls: Option<TlsInfo>,
+    /// Istio's `connection_security_policy`: `mutual_tls` when the client presented a
+    /// verified certificate.
+    pub security: SecurityPolicy,
 }
 
 impl Downstream {
-    pub fn new(peer: SocketAddr, tls: bool, http2: bool) -> Self {
+    pub fn new(peer: SocketAddr, tls: Option<TlsInfo>, http2: bool) -> Self {
         let client_ip = HeaderValue::from_str(&peer.ip().to_string())
             .expect("an IP address is a valid header value");
         Downstream {
             peer,
             forwarding: Forwarding {
                 client_ip,
-                proto: HeaderValue::from_static(if tls { "https" } else { "http" }),
+                proto: HeaderValue::from_static(if tls.is_some() { "https" } else { "http" }),
             },
             http2,
+            security: tls
+                .as_ref()
+                .map_or(SecurityPolicy::None, TlsInfo::security_policy),
+            tls,
         }
+    }
+
+    /// Istio's `connection_security_policy` label for this connection.
+    pub fn security_policy(&self) -> SecurityPolicy {
+        self.security
     }
 }
 
@@ -73,14 +89,31 @@ pub async fn serve(
             version: req.version(),
             peer: downstream.peer,
             request_id: req.headers().get(&headers::X_REQUEST_ID).cloned(),
+            tls_version: downstream.tls.as_ref().map_or("-", |t| t.version),
+            client_subject: downstream
+                .tls
+                .as_ref()
+                .and_then(|t| t.client_subject.clone()),
         })
     });
+    let protocol = if is_grpc(&req) {
+        RequestProtocol::Grpc
+    } else {
+        RequestProtocol::Http
+    };
+    let meta = (protocol, downstream.security);
     let Some(route) = route else {
-        let exchange = Exchange::start(start, shared.stats.unknown(), None, log);
+        let exchange = Exchange::start(start, shared.stats.unknown(), None, meta, log);
         return Ok(local_reply(ResponseFlag::NoRoute, exchange));
     };
     let destination = route.split.pick().clone();
-    let mut exchange = Exchange::start(start, destination.stats.clone(), Some(route.clone()), log);
+    let mut exchange = Exchange::start(
+        start,
+        destination.stats.clone(),
+        Some(route.clone()),
+        meta,
+        log,
+    );
 
     let (mut parts, body) = req.into_parts();
     let upgrade = destination.protocol == Protocol::Http1 && headers::is_upgrade(&parts);
@@ -128,6 +161,10 @@ pub async fn serve(
     exchange.set_endpoint(endpoint.label.clone());
     let (mut parts, body) = resp.into_parts();
     exchange.set_response(parts.status, None);
+    if protocol == RequestProtocol::Grpc {
+        // A trailers-only gRPC response carries its status in the headers.
+        exchange.observe_grpc_status(&parts.headers);
+    }
     if parts.status == StatusCode::SWITCHING_PROTOCOLS {
         let upstream_upgrade = parts.extensions.remove::<OnUpgrade>();
         headers::prepare_response(&mut parts, true);
@@ -150,6 +187,12 @@ pub async fn serve(
     }
     let body = ResponseBody::upstream(body, exchange, conn, deadline);
     Ok(Response::from_parts(parts, body))
+}
+
+fn is_grpc<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
 /// Forwards to the destination's next endpoint. A connect failure is tried once more on

@@ -9,11 +9,13 @@ use std::thread::JoinHandle;
 use socket2::{Domain, Socket, Type};
 use tokio::sync::watch;
 
-use crate::admin;
+use crate::admin::{self, AdminAuth};
 use crate::config::Config;
 use crate::listener::{self, DrainSignal, ListenerSettings};
+use crate::reload::{self, ConfigReloader};
 use crate::runtime;
 use crate::state::Shared;
+use crate::tls;
 
 /// Why weir could not start.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +31,15 @@ pub enum StartError {
     Thread(#[source] io::Error),
 }
 
+/// How a server is run, beyond its config.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// Watch this config file and reload it on change (and on SIGHUP when `sighup`).
+    pub config_file: Option<std::path::PathBuf>,
+    /// Reload the config file on SIGHUP (a process-wide signal handler).
+    pub sighup: bool,
+}
+
 /// A running weir: workers serving the data plane, and the admin listener.
 #[derive(Debug)]
 pub struct Server {
@@ -42,8 +53,13 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds both listeners and starts serving. Returns once they accept connections.
+    /// Binds both listeners and starts serving, without watching any file.
     pub fn start(config: Config) -> Result<Server, StartError> {
+        Server::start_with(config, ServerOptions::default())
+    }
+
+    /// Binds both listeners and starts serving. Returns once they accept connections.
+    pub fn start_with(config: Config, options: ServerOptions) -> Result<Server, StartError> {
         let workers = config.workers.unwrap_or_else(runtime::default_workers);
         let listener = bind(config.listen, "listen")?;
         let admin_listener = bind(config.admin, "admin")?;
@@ -64,6 +80,15 @@ impl Server {
             drain_timeout: config.drain_timeout,
         };
         let (routes, destinations) = (config.routes.len(), config.destinations.len());
+        let auth = AdminAuth {
+            token_file: config.admin_token_file.clone(),
+        };
+        let text_hash = config.text_hash;
+        let server_tls = config.tls.as_ref().map(|t| t.state.clone());
+        let tls_mode = config
+            .tls
+            .as_ref()
+            .map_or("off", |t| t.settings.mode.as_str());
         let shared = Arc::new(Shared::new(config, workers));
         let (drain, drain_signal) = DrainSignal::new();
         let (admin_stop, admin_signal) = DrainSignal::new();
@@ -72,14 +97,22 @@ impl Server {
         for id in 0..workers {
             let listener = listener.try_clone().map_err(StartError::Thread)?;
             let (shared, drain_signal) = (shared.clone(), drain_signal.clone());
+            let tls = server_tls.clone();
             let handle = runtime::spawn_worker(id, move || {
-                listener::run(listener, shared, drain_signal, settings)
+                listener::run(listener, shared, drain_signal, settings, tls)
             })
             .map_err(StartError::Thread)?;
             handles.push(handle);
         }
+        // The control plane (admin API, config reload) runs on a thread of its own, so
+        // it answers even when the workers are saturated.
         let admin = {
             let shared = shared.clone();
+            let reloader = options
+                .config_file
+                .map(|path| ConfigReloader::new(path, shared.clone(), text_hash));
+            let sighup = options.sighup;
+            let tls_reloader = tls::TlsReloader::new(server_tls, shared.clone());
             std::thread::Builder::new()
                 .name("weir-admin".into())
                 .spawn(move || {
@@ -87,7 +120,15 @@ impl Server {
                         .enable_all()
                         .build()
                         .expect("a current-thread runtime builds");
-                    rt.block_on(admin::serve(admin_listener, shared, admin_signal));
+                    rt.block_on(async move {
+                        tokio::spawn(reload::run(
+                            reloader,
+                            tls_reloader,
+                            sighup,
+                            admin_signal.clone(),
+                        ));
+                        admin::serve(admin_listener, shared, auth, admin_signal).await;
+                    });
                 })
                 .map_err(StartError::Thread)?
         };
@@ -97,6 +138,7 @@ impl Server {
             workers,
             routes,
             destinations,
+            tls = tls_mode,
             "weir is serving"
         );
         Ok(Server {

@@ -64,7 +64,7 @@ impl Snapshot {
         let destinations: Vec<Arc<Destination>> = config
             .destinations
             .iter()
-            .map(|d| registry.destination(d, stats.destination(&d.name)))
+            .map(|d| registry.destination(d, stats.destination(d, &config.labels)))
             .collect();
         let routes = config
             .routes

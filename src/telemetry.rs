@@ -1,7 +1,16 @@
-//! What weir tells about the traffic it carries: per-destination statistics, the access
-//! log and the process-wide logging setup.
+//! What weir tells about the traffic it carries: Istio's standard metrics per
+//! destination, exact latency quantiles over a sliding window, connection gauges, the
+//! Prometheus exposition, and the process logging setup.
 
+mod exposition;
+mod histogram;
+mod latency;
 pub mod logging;
+mod series;
 mod stats;
 
-pub use stats::{DestinationStats, Outcome, ProxyStats, StatusClass};
+pub use exposition::{ExpositionContext, render_prometheus};
+pub use histogram::{ENVOY_BUCKETS, Histogram};
+pub use latency::LatencyWindow;
+pub use series::{RequestProtocol, SecurityPolicy, SeriesKey};
+pub use stats::{DestinationStats, Outcome, ProxyStats, StatusClass, escape};

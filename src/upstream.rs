@@ -15,6 +15,7 @@ pub use pool::{ConnReturn, Lease, SendError};
 
 use crate::config::{DestinationConfig, EndpointAddr, Protocol};
 use crate::telemetry::DestinationStats;
+use crate::tls::{ClientTls, ClientTlsSettings};
 
 /// One named version of the service (release, canary, ...) and its endpoints.
 #[derive(Debug)]
@@ -46,6 +47,8 @@ pub struct Endpoint {
     pub label: Arc<str>,
     pub protocol: Protocol,
     connect_timeout: Duration,
+    /// TLS to this endpoint, with the name its certificate must carry.
+    tls: Option<(Arc<ClientTls>, rustls_pki_types::ServerName<'static>)>,
     stats: Arc<DestinationStats>,
     pool: pool::Pool,
     /// Connect failures not yet logged, and when the last warning went out (seconds
@@ -80,9 +83,12 @@ impl Endpoint {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct EndpointKey {
     destination: String,
+    /// The stats the endpoint counts its connections into (they change with labels).
+    stats: usize,
     addr: EndpointAddr,
     protocol: Protocol,
     connect_timeout: Duration,
+    tls: Option<ClientTlsSettings>,
 }
 
 /// Keeps endpoints (and so their pooled connections) alive across config reloads: a
@@ -115,18 +121,32 @@ impl EndpointRegistry {
             .map(|addr| {
                 let key = EndpointKey {
                     destination: config.name.clone(),
+                    stats: Arc::as_ptr(&stats) as usize,
                     addr: addr.clone(),
                     protocol: config.protocol,
                     connect_timeout: config.connect_timeout,
+                    tls: config.tls.as_ref().map(|t| t.settings.clone()),
                 };
                 if let Some(live) = map.get(&key).and_then(Weak::upgrade) {
+                    // Same settings; the files may have changed since the live one loaded.
+                    if let (Some((live_tls, _)), Some(new)) = (&live.tls, &config.tls) {
+                        live_tls.adopt(&new.state);
+                    }
                     return live;
                 }
+                let tls = config.tls.as_ref().map(|t| {
+                    let name = t
+                        .settings
+                        .server_name_for(&addr.host)
+                        .expect("TLS server names are validated with the config");
+                    (t.state.clone(), name)
+                });
                 let endpoint = Arc::new(Endpoint {
                     addr: addr.clone(),
                     label: addr.to_string().into(),
                     protocol: config.protocol,
                     connect_timeout: config.connect_timeout,
+                    tls,
                     stats: stats.clone(),
                     pool: pool::Pool::new(self.workers),
                     unlogged_failures: AtomicU64::new(0),
@@ -143,5 +163,19 @@ impl EndpointRegistry {
             next: AtomicUsize::new(0),
             stats,
         })
+    }
+
+    /// The TLS states of the live endpoints, each once, for certificate reloads.
+    pub fn client_tls(&self) -> Vec<Arc<ClientTls>> {
+        let map = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<Arc<ClientTls>> = Vec::new();
+        for endpoint in map.values().filter_map(Weak::upgrade) {
+            if let Some((tls, _)) = &endpoint.tls
+                && !out.iter().any(|t| Arc::ptr_eq(t, tls))
+            {
+                out.push(tls.clone());
+            }
+        }
+        out
     }
 }

@@ -28,6 +28,7 @@ pub struct RawConfig {
     pub drain_timeout: Option<Spanned<String>>,
     pub idle_timeout: Option<Spanned<String>>,
     pub workers: Option<Spanned<usize>>,
+    pub tls: Option<Spanned<RawServerTls>>,
     pub destinations: Option<Spanned<Entries<Spanned<RawDestination>>>>,
     pub routes: Option<Spanned<Vec<Spanned<RawRoute>>>>,
 }
@@ -40,6 +41,27 @@ pub struct RawDestination {
     pub protocol: Option<Spanned<String>>,
     pub connect_timeout: Option<Spanned<String>>,
     pub labels: Option<Spanned<Entries<Spanned<String>>>>,
+    pub tls: Option<Spanned<RawUpstreamTls>>,
+}
+
+/// The listener's TLS: `tls: { cert, key, client_ca, mode }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServerTls {
+    pub cert: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
+    pub client_ca: Option<Spanned<String>>,
+    pub mode: Option<Spanned<String>>,
+}
+
+/// TLS to a destination: `tls: { ca, server_name, cert, key }`, all optional.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstreamTls {
+    pub ca: Option<Spanned<String>>,
+    pub server_name: Option<Spanned<String>>,
+    pub cert: Option<Spanned<String>>,
+    pub key: Option<Spanned<String>>,
 }
 
 /// One route: a match, a weighted split and its options.

@@ -17,6 +17,8 @@ use super::{
 };
 use crate::routing::{RequestMatch, StringMatch};
 
+mod tls;
+
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -38,10 +40,15 @@ fn yaml_issue(err: &serde_saphyr::Error) -> Issue {
     let text = err.without_snippet().to_string();
     // The parser appends its own "at line L column C"; we put the position in front.
     let first = text.lines().next().unwrap_or("invalid YAML").trim();
-    let message = match first.find(" at line ") {
+    let mut message = match first.find(" at line ") {
         Some(i) => first[..i].to_string(),
         None => first.to_string(),
     };
+    // The parser's advice about its own options means nothing to a weir user.
+    if let Some(i) = message.find(", set DuplicateKeyPolicy") {
+        message.truncate(i);
+        message.push_str(": each key may appear once");
+    }
     match loc {
         Some(loc) => Issue::at(loc, message),
         None => Issue::top(message),
@@ -64,6 +71,9 @@ fn from_raw(raw: RawConfig, origin: &str) -> Result<Config, Vec<Issue>> {
             at,
             "`admin` and `listen` must be different addresses",
         ));
+    }
+    if let Some(admin) = admin {
+        admin_safety(admin, &raw, origin, &mut issues);
     }
     let labels = service_labels(&raw, &mut issues);
     let latency_window = opt_duration(
@@ -97,7 +107,7 @@ fn from_raw(raw: RawConfig, origin: &str) -> Result<Config, Vec<Issue>> {
     });
 
     let destinations = match &raw.destinations {
-        Some(d) if !d.value.0.is_empty() => destinations(&d.value, &labels, &mut issues),
+        Some(d) if !d.value.0.is_empty() => destinations(&d.value, &labels, origin, &mut issues),
         Some(d) => {
             issues.push(Issue::at(
                 d.referenced,
@@ -129,15 +139,21 @@ fn from_raw(raw: RawConfig, origin: &str) -> Result<Config, Vec<Issue>> {
         }
     };
 
+    let tls = raw
+        .tls
+        .as_ref()
+        .and_then(|t| tls::server_tls(t, origin, &mut issues));
+
     if !issues.is_empty() {
         issues.sort_by_key(|i| (i.line, i.column));
         return Err(issues);
     }
     Ok(Config {
         origin: origin.to_owned(),
+        text_hash: 0,
         listen: listen.expect("checked above"),
         admin: admin.expect("checked above"),
-        admin_token_file: raw.admin_token_file.map(|s| PathBuf::from(s.value)),
+        admin_token_file: raw.admin_token_file.map(|s| resolve_path(origin, &s.value)),
         labels,
         access_log: raw.access_log.unwrap_or(false),
         telemetry: raw.telemetry.unwrap_or(true),
@@ -145,9 +161,54 @@ fn from_raw(raw: RawConfig, origin: &str) -> Result<Config, Vec<Issue>> {
         drain_timeout,
         idle_timeout,
         workers,
+        tls,
         destinations,
         routes,
     })
+}
+
+/// A path from the config, relative to the config file's directory.
+pub fn resolve_path(origin: &str, path: &str) -> PathBuf {
+    let path = PathBuf::from(path);
+    if path.is_absolute() {
+        return path;
+    }
+    match std::path::Path::new(origin).parent() {
+        Some(dir) => dir.join(path),
+        None => path,
+    }
+}
+
+/// The weights API changes where traffic goes: off loopback it needs a token.
+fn admin_safety(admin: SocketAddr, raw: &RawConfig, origin: &str, issues: &mut Vec<Issue>) {
+    let at = raw
+        .admin
+        .as_ref()
+        .map_or(Location::UNKNOWN, |s| s.referenced);
+    match &raw.admin_token_file {
+        None if !admin.ip().is_loopback() => issues.push(issue_at(
+            at,
+            format!(
+                "`admin` is {admin}, not a loopback address, and `admin_token_file` is not set: \
+                 set it so the mutating admin endpoints require a bearer token, or bind `admin` to 127.0.0.1"
+            ),
+        )),
+        None => {}
+        Some(file) => {
+            let path = resolve_path(origin, &file.value);
+            match std::fs::read_to_string(&path) {
+                Ok(token) if token.trim().len() >= 16 => {}
+                Ok(_) => issues.push(Issue::at(
+                    file.referenced,
+                    format!("`admin_token_file` {}: the token must be at least 16 characters", path.display()),
+                )),
+                Err(error) => issues.push(Issue::at(
+                    file.referenced,
+                    format!("`admin_token_file` {}: cannot read it: {error}", path.display()),
+                )),
+            }
+        }
+    }
 }
 
 fn issue_at(loc: Location, message: impl Into<String>) -> Issue {
@@ -244,6 +305,7 @@ fn opt_duration(
 fn destinations(
     raw: &Entries<Spanned<RawDestination>>,
     labels: &ServiceLabels,
+    origin: &str,
     issues: &mut Vec<Issue>,
 ) -> Vec<DestinationConfig> {
     let mut out = Vec::new();
@@ -259,7 +321,7 @@ fn destinations(
         }
         // Kept even when invalid, so routes naming it are not also reported as
         // naming an unknown destination.
-        out.push(destination(&name.value, dest, labels, issues));
+        out.push(destination(&name.value, dest, labels, origin, issues));
     }
     out
 }
@@ -268,6 +330,7 @@ fn destination(
     name: &str,
     dest: &Spanned<RawDestination>,
     labels: &ServiceLabels,
+    origin: &str,
     issues: &mut Vec<Issue>,
 ) -> DestinationConfig {
     let mut endpoints = Vec::new();
@@ -308,6 +371,11 @@ fn destination(
             }
         },
     };
+    let tls = dest
+        .value
+        .tls
+        .as_ref()
+        .and_then(|t| tls::upstream_tls(name, t, &endpoints, protocol, origin, issues));
     let connect_timeout = opt_duration(
         dest.value.connect_timeout.as_ref(),
         DEFAULT_CONNECT_TIMEOUT,
@@ -336,6 +404,7 @@ fn destination(
         connect_timeout,
         workload,
         version,
+        tls,
     }
 }
 

@@ -18,7 +18,7 @@ use tokio::time::Sleep;
 
 use super::ResponseFlag;
 use crate::snapshot::Route;
-use crate::telemetry::{DestinationStats, Outcome};
+use crate::telemetry::{DestinationStats, Outcome, RequestProtocol, SecurityPolicy};
 use crate::upstream::ConnReturn;
 
 /// Fields only the access log needs; captured only when it is on.
@@ -29,6 +29,10 @@ pub struct LogFields {
     pub version: Version,
     pub peer: SocketAddr,
     pub request_id: Option<HeaderValue>,
+    /// `TLSv1.3`, `TLSv1.2`, or `-` for plaintext.
+    pub tls_version: &'static str,
+    /// The verified client certificate's subject.
+    pub client_subject: Option<Arc<str>>,
 }
 
 /// One request's journey, recorded (stats, access log) exactly once: when its response
@@ -46,6 +50,9 @@ pub struct Exchange {
     log: Option<Box<LogFields>>,
     /// False until a response (upstream or local) is known.
     answered: bool,
+    protocol: RequestProtocol,
+    security: SecurityPolicy,
+    grpc_status: Option<u8>,
 }
 
 impl fmt::Debug for Exchange {
@@ -65,10 +72,14 @@ impl Exchange {
         start: Instant,
         stats: Arc<DestinationStats>,
         route: Option<Arc<Route>>,
+        (protocol, security): (RequestProtocol, SecurityPolicy),
         log: Option<Box<LogFields>>,
     ) -> Self {
         stats.request_started();
         Exchange {
+            protocol,
+            security,
+            grpc_status: None,
             start,
             stats,
             route,
@@ -105,6 +116,17 @@ impl Exchange {
         self.flag.get_or_insert(flag);
     }
 
+    /// Notes a `grpc-status` seen in response headers or trailers.
+    pub fn observe_grpc_status(&mut self, headers: &http::HeaderMap) {
+        if let Some(code) = headers
+            .get("grpc-status")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u8>().ok())
+        {
+            self.grpc_status = Some(code);
+        }
+    }
+
     pub fn log_fields_mut(&mut self) -> Option<&mut LogFields> {
         self.log.as_deref_mut()
     }
@@ -126,6 +148,9 @@ impl Drop for Exchange {
                 .as_ref()
                 .map_or(0, |c| c.load(Ordering::Relaxed)),
             response_bytes: self.response_bytes,
+            protocol: self.protocol,
+            grpc_status: self.grpc_status,
+            security: self.security,
         };
         self.stats.request_finished(&outcome);
         if let Some(log) = &self.log {
@@ -143,6 +168,8 @@ impl Drop for Exchange {
                 request_bytes = outcome.request_bytes,
                 response_bytes = outcome.response_bytes,
                 peer = %log.peer,
+                tls = log.tls_version,
+                client_subject = log.client_subject.as_deref().unwrap_or("-"),
                 request_id = log.request_id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-"),
                 "access"
             );
@@ -298,6 +325,10 @@ impl Body for ResponseBody {
                     Poll::Ready(Some(Ok(frame))) => {
                         if let Some(data) = frame.data_ref() {
                             this.count(data.len());
+                        } else if let (Some(trailers), Some(x)) =
+                            (frame.trailers_ref(), this.exchange.as_mut())
+                        {
+                            x.observe_grpc_status(trailers);
                         }
                         if at_end {
                             this.complete();

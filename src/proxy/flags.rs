@@ -7,7 +7,7 @@ use super::body::{Exchange, ResponseBody};
 
 /// Why a request did not get a normal upstream response, in Envoy's `%RESPONSE_FLAGS%`
 /// vocabulary, so log queries and dashboards written for Envoy keep working.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ResponseFlag {
     /// No route matched the request.
     NoRoute,

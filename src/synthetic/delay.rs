@@ -5,8 +5,9 @@
 //! earliest deadline (the kernel's high-resolution timers keep that within tens of
 //! microseconds) and wakes the waiting requests.
 
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::thread::Thread;
 use std::time::{Duration, Instant};
@@ -26,12 +27,12 @@ impl PartialEq for Entry {
 }
 impl Eq for Entry {}
 impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
 impl Ord for Entry {
-    fn cmp(&self, other: &Self) -> Ordering {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         (self.deadline, self.seq).cmp(&(other.deadline, other.seq))
     }
 }
@@ -82,6 +83,11 @@ fn run(timer: &'static Timer) {
     }
 }
 
+/// How late sleeps end on average (the kernel's timer slack plus the thread switches
+/// back to the waiting task), in nanoseconds. Sleeps aim that much early, so a "10 ms"
+/// upstream takes 10 ms as its client sees it, not 10.2.
+static LATENESS_NS: AtomicU64 = AtomicU64::new(0);
+
 /// Sleeps for `duration` with sub-millisecond precision.
 pub async fn sleep(duration: Duration) {
     if duration.is_zero() {
@@ -89,7 +95,9 @@ pub async fn sleep(duration: Duration) {
     }
     let timer = timer();
     let (tx, rx) = oneshot::channel();
-    let deadline = Instant::now() + duration;
+    let start = Instant::now();
+    let compensation = Duration::from_nanos(LATENESS_NS.load(Ordering::Relaxed)).min(duration / 2);
+    let deadline = start + duration - compensation;
     let earliest = {
         let mut guard = timer.heap.lock().unwrap_or_else(|e| e.into_inner());
         guard.1 += 1;
@@ -109,6 +117,13 @@ pub async fn sleep(duration: Duration) {
         timer.thread.unpark();
     }
     let _ = rx.await;
+    // Feed the error back: positive when late, negative when early.
+    let error = start.elapsed().as_nanos() as i64 - duration.as_nanos() as i64;
+    if error.abs() < 2_000_000 {
+        let old = LATENESS_NS.load(Ordering::Relaxed) as i64;
+        let new = (old + error / 16).clamp(0, 500_000);
+        LATENESS_NS.store(new as u64, Ordering::Relaxed);
+    }
 }
 
 #[cfg(test)]

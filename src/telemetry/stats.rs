@@ -1,11 +1,17 @@
-//! Per-destination and per-process counters, updated on the request path with relaxed
-//! atomics only.
+//! Per-destination and per-process statistics, updated on the request path with relaxed
+//! atomics only, and kept across config reloads.
 
 use std::collections::HashMap;
+use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
+
+use super::latency::LatencyWindow;
+use super::series::{RequestProtocol, SecurityPolicy, SeriesKey, SeriesSet};
+use crate::config::{DestinationConfig, ServiceLabels};
 use crate::proxy::ResponseFlag;
 
 /// The class of a response status, as `/stats/destinations` reports it.
@@ -42,27 +48,43 @@ pub struct Outcome {
     pub duration: Duration,
     pub request_bytes: u64,
     pub response_bytes: u64,
+    pub protocol: RequestProtocol,
+    pub grpc_status: Option<u8>,
+    pub security: SecurityPolicy,
 }
 
-/// Counters of one destination. They live across config reloads, so a weight change
-/// never resets a destination's request count.
+/// The statistics of one destination.
 #[derive(Debug)]
 pub struct DestinationStats {
     pub name: Arc<str>,
+    /// The constant Istio labels of this destination, rendered once:
+    /// `reporter="...",source_workload="...",...,destination_version="..."`.
+    pub labels: String,
+    /// Whether the Istio series and the latency window are recorded (`telemetry:`).
+    detailed: bool,
     by_class: [AtomicU64; 6],
     requests_active: AtomicI64,
     upstream_active: AtomicI64,
     upstream_total: AtomicU64,
+    pub series: SeriesSet,
+    pub latency: LatencyWindow,
+    /// Cumulative duration sum (µs) and count, for the summary's `_sum` and `_count`.
+    duration_sum_us: AtomicU64,
 }
 
 impl DestinationStats {
-    pub fn new(name: &str) -> Self {
+    fn new(name: &str, labels: String, detailed: bool, window: Duration) -> Self {
         DestinationStats {
             name: name.into(),
+            labels,
+            detailed,
             by_class: Default::default(),
             requests_active: AtomicI64::new(0),
             upstream_active: AtomicI64::new(0),
             upstream_total: AtomicU64::new(0),
+            series: SeriesSet::default(),
+            latency: LatencyWindow::new(window),
+            duration_sum_us: AtomicU64::new(0),
         }
     }
 
@@ -75,6 +97,25 @@ impl DestinationStats {
     pub fn request_finished(&self, outcome: &Outcome) {
         self.requests_active.fetch_sub(1, Ordering::Relaxed);
         self.by_class[StatusClass::of(outcome.status) as usize].fetch_add(1, Ordering::Relaxed);
+        if !self.detailed {
+            return;
+        }
+        let us = u64::try_from(outcome.duration.as_micros()).unwrap_or(u64::MAX);
+        let key = SeriesKey {
+            status: outcome.status,
+            flag: outcome.flag,
+            protocol: outcome.protocol,
+            grpc_status: outcome.grpc_status,
+            security: outcome.security,
+        };
+        self.series.with(key, |s| {
+            s.requests.fetch_add(1, Ordering::Relaxed);
+            s.duration.observe_milli(us);
+            s.request_bytes.observe(outcome.request_bytes);
+            s.response_bytes.observe(outcome.response_bytes);
+        });
+        self.latency.record(outcome.duration);
+        self.duration_sum_us.fetch_add(us, Ordering::Relaxed);
     }
 
     pub fn upstream_connection_opened(&self) {
@@ -110,49 +151,105 @@ impl DestinationStats {
             .map(|c| c.load(Ordering::Relaxed))
             .sum()
     }
+
+    /// Sum of all recorded durations, in milliseconds.
+    pub fn duration_sum_ms(&self) -> f64 {
+        self.duration_sum_us.load(Ordering::Relaxed) as f64 / 1000.0
+    }
+
+    pub fn is_detailed(&self) -> bool {
+        self.detailed
+    }
 }
 
-/// Process-wide statistics: client connections, and the destinations' stats by name.
+/// Process-wide statistics: client connections, and each destination's stats.
 #[derive(Debug)]
 pub struct ProxyStats {
+    detailed: bool,
+    window: Duration,
     downstream_active: AtomicI64,
     downstream_total: AtomicU64,
+    /// By their rendered label set: a reload that changes a destination's labels starts
+    /// new series, and the old ones keep their final values (counters never go back).
     destinations: Mutex<HashMap<String, Arc<DestinationStats>>>,
     /// Requests that matched no route have no destination; Istio labels them `unknown`.
-    unknown: Arc<DestinationStats>,
-}
-
-impl Default for ProxyStats {
-    fn default() -> Self {
-        ProxyStats {
-            downstream_active: AtomicI64::new(0),
-            downstream_total: AtomicU64::new(0),
-            destinations: Mutex::new(HashMap::new()),
-            unknown: Arc::new(DestinationStats::new("unknown")),
-        }
-    }
+    unknown: ArcSwap<DestinationStats>,
 }
 
 impl ProxyStats {
-    /// The stats that requests without a destination (no route matched) count into.
-    pub fn unknown(&self) -> Arc<DestinationStats> {
-        self.unknown.clone()
+    /// `detailed` records the Istio series and latency windows (`telemetry: true`);
+    /// `window` is the latency window.
+    pub fn new(detailed: bool, window: Duration, service: &ServiceLabels) -> Self {
+        let stats = ProxyStats {
+            detailed,
+            window,
+            downstream_active: AtomicI64::new(0),
+            downstream_total: AtomicU64::new(0),
+            destinations: Mutex::new(HashMap::new()),
+            unknown: ArcSwap::from_pointee(DestinationStats::new(
+                "unknown",
+                String::new(),
+                false,
+                window,
+            )),
+        };
+        stats.set_service(service);
+        stats
     }
 
     /// The stats of a destination, created on first use and kept across reloads.
-    pub fn destination(&self, name: &str) -> Arc<DestinationStats> {
+    pub fn destination(
+        &self,
+        d: &DestinationConfig,
+        service: &ServiceLabels,
+    ) -> Arc<DestinationStats> {
+        let labels = istio_labels(service, &d.workload, &d.version);
+        self.get_or_create(&d.name, labels)
+    }
+
+    fn get_or_create(&self, name: &str, labels: String) -> Arc<DestinationStats> {
         let mut map = self.destinations.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(name.to_owned())
-            .or_insert_with(|| Arc::new(DestinationStats::new(name)))
+        map.entry(labels.clone())
+            .or_insert_with(|| {
+                Arc::new(DestinationStats::new(
+                    name,
+                    labels,
+                    self.detailed,
+                    self.window,
+                ))
+            })
             .clone()
     }
 
-    /// Every destination that has stats, sorted by name.
+    /// Sets the service labels that requests matching no route are counted under.
+    pub fn set_service(&self, service: &ServiceLabels) {
+        let labels = istio_labels(service, "unknown", "unknown");
+        self.unknown.store(self.get_or_create("unknown", labels));
+    }
+
+    /// Where requests that matched no route are counted (destination `unknown`).
+    pub fn unknown(&self) -> Arc<DestinationStats> {
+        self.unknown.load_full()
+    }
+
+    /// Every destination that has stats, by name then labels.
     pub fn destinations(&self) -> Vec<Arc<DestinationStats>> {
         let map = self.destinations.lock().unwrap_or_else(|e| e.into_inner());
         let mut all: Vec<_> = map.values().cloned().collect();
-        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all.sort_by(|a, b| (&a.name, &a.labels).cmp(&(&b.name, &b.labels)));
         all
+    }
+
+    /// Moves every latency window on by one slice; run every `slice_length()`.
+    pub fn rotate_windows(&self) {
+        for d in self.destinations() {
+            d.latency.rotate();
+        }
+    }
+
+    /// How often [`ProxyStats::rotate_windows`] must run.
+    pub fn window_slice(&self) -> Duration {
+        LatencyWindow::new(self.window).slice_length()
     }
 
     pub fn connection_opened(&self) {
@@ -171,4 +268,62 @@ impl ProxyStats {
     pub fn downstream_total(&self) -> u64 {
         self.downstream_total.load(Ordering::Relaxed)
     }
+}
+
+/// Istio's constant labels for one destination, in the order Istio's stats filter emits
+/// them. Values weir cannot know (peer principals, clusters) are `unknown`, as Istio
+/// reports missing peer metadata.
+fn istio_labels(s: &ServiceLabels, workload: &str, version: &str) -> String {
+    let service_fqdn = format!("{}.{}.svc.cluster.local", s.service, s.namespace);
+    // A known destination is a version of the service: its app and canonical service
+    // are the service, its canonical revision its version.
+    let app = if workload == "unknown" {
+        "unknown"
+    } else {
+        s.service.as_str()
+    };
+    let pairs: [(&str, &str); 20] = [
+        ("reporter", &s.reporter),
+        ("source_workload", &s.workload),
+        ("source_workload_namespace", &s.namespace),
+        ("source_principal", "unknown"),
+        ("source_app", &s.workload),
+        ("source_version", "unknown"),
+        ("source_canonical_service", &s.workload),
+        ("source_canonical_revision", "latest"),
+        ("source_cluster", "unknown"),
+        ("destination_workload", workload),
+        ("destination_workload_namespace", &s.namespace),
+        ("destination_principal", "unknown"),
+        ("destination_app", app),
+        ("destination_version", version),
+        ("destination_service", &service_fqdn),
+        ("destination_service_name", &s.service),
+        ("destination_service_namespace", &s.namespace),
+        ("destination_canonical_service", app),
+        ("destination_canonical_revision", version),
+        ("destination_cluster", "unknown"),
+    ];
+    let mut out = String::with_capacity(600);
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, "{k}=\"{}\"", escape(v));
+    }
+    out
+}
+
+/// Escapes a label value for the Prometheus text format.
+pub fn escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
 }

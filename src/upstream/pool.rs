@@ -223,7 +223,7 @@ impl Endpoint {
         &self,
         upgrades: bool,
     ) -> Result<http1::SendRequest<RequestBody>, ConnectError> {
-        let stream = self.connect_tcp().await?;
+        let stream = self.connect().await?;
         let (tx, conn) = http1::Builder::new()
             .handshake(TokioIo::new(stream))
             .await
@@ -291,7 +291,7 @@ impl Endpoint {
 
     /// Opens a new HTTP/2 connection and starts its driver task.
     async fn open_h2(&self) -> Result<http2::SendRequest<RequestBody>, ConnectError> {
-        let stream = self.connect_tcp().await?;
+        let stream = self.connect().await?;
         let (tx, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .handshake(TokioIo::new(stream))

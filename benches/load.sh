@@ -1,0 +1,304 @@
+#!/usr/bin/env bash
+# Side-by-side load benchmark: weir against nginx and HAProxy, each proxying an 80/10/10
+# weighted split over the same three backend ports, each pinned to the same single CPU.
+#
+#   bash benches/load.sh                    # full run (about 8 minutes)
+#   REPS=1 DURATION=5 bash benches/load.sh  # a quick look
+#
+# Layout: the proxy under test runs alone on CPU 0 (PROXY_CPU); wrk/h2load and the
+# backend (nginx answering `return 200` with a small body, keep-alive on) share CPU 1
+# (LOAD_CPU). Everything listens on 127.0.0.1 ports picked free at start, and everything
+# the script starts is stopped by PID when it exits.
+#
+# Per proxy and scenario it reports the median over REPS runs of requests/s, p50 and p99
+# latency, and the proxy's CPU time per request (user+system from /proc/PID/stat over the
+# run, divided by the requests served), plus idle and loaded RSS, and each peer's ratio
+# to weir. It also measures weir with a 1,000-route config and with telemetry off.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+REPS=${REPS:-3}
+DURATION=${DURATION:-10}
+PROXY_CPU=${PROXY_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+H2_REQUESTS=${H2_REQUESTS:-400000}
+
+need() { command -v "$1" >/dev/null 2>&1; }
+missing=()
+need wrk || missing+=(wrk)
+need nginx || missing+=(nginx)
+need haproxy || missing+=(haproxy)
+need h2load || missing+=(nghttp2-client)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+cargo build --release --locked --quiet
+WEIR=$PWD/target/release/weir
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  sleep 0.3
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 100); do
+    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "port $1 did not open" >&2; return 1
+}
+
+# --- the backend: one nginx worker, three ports, on the load CPU ----------------------
+B1=$(free_port); B2=$(free_port); B3=$(free_port)
+mkdir -p "$work/backend"
+cat > "$work/backend/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $work/backend/nginx.pid;
+error_log /dev/null crit;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  keepalive_timeout 300s;
+  server { listen 127.0.0.1:$B1 reuseport; location / { return 200 "backend\n"; } }
+  server { listen 127.0.0.1:$B2 reuseport; location / { return 200 "backend\n"; } }
+  server { listen 127.0.0.1:$B3 reuseport; location / { return 200 "backend\n"; } }
+}
+CONF
+taskset -c "$LOAD_CPU" nginx -c "$work/backend/nginx.conf" -p "$work/backend" -e /dev/null &
+pids+=($!)
+wait_port "$B1"; wait_port "$B3"
+
+# --- the proxies under test, on the proxy CPU -----------------------------------------
+WEIR_PORT=$(free_port); WEIR_ADMIN=$(free_port)
+NGINX_PORT=$(free_port); NGINX_H2=$(free_port)
+HAPROXY_PORT=$(free_port); HAPROXY_H2=$(free_port)
+
+weir_config() { # $1 = file, $2 = extra routes (count), $3 = telemetry true|false
+  {
+    echo "listen: 127.0.0.1:$WEIR_PORT"
+    echo "admin: 127.0.0.1:$WEIR_ADMIN"
+    echo "service: bench"
+    echo "access_log: false"
+    echo "telemetry: $3"
+    echo "destinations:"
+    echo "  release:  { endpoints: [\"127.0.0.1:$B1\"] }"
+    echo "  baseline: { endpoints: [\"127.0.0.1:$B2\"] }"
+    echo "  canary:   { endpoints: [\"127.0.0.1:$B3\"] }"
+    echo "routes:"
+    for i in $(seq 1 "$2"); do
+      case $((i % 3)) in
+        0) echo "  - { name: r$i, match: { headers: { x-tenant: \"t$i\" } }, split: { canary: 100 } }" ;;
+        1) echo "  - { name: r$i, match: { path: { prefix: \"/svc/$i/\" } }, split: { canary: 100 } }" ;;
+        2) echo "  - { name: r$i, match: { path: \"/exact/$i\" }, split: { canary: 100 } }" ;;
+      esac
+    done
+    echo "  - name: primary"
+    echo "    split: { release: 80, baseline: 10, canary: 10 }"
+  } > "$1"
+}
+weir_config "$work/weir.yaml" 0 true
+weir_config "$work/weir-1000.yaml" 999 true
+weir_config "$work/weir-notelemetry.yaml" 0 false
+
+cat > "$work/nginx-proxy.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $work/nginx-proxy.pid;
+error_log /dev/null crit;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  keepalive_timeout 300s;
+  upstream release  { server 127.0.0.1:$B1; keepalive 512; }
+  upstream baseline { server 127.0.0.1:$B2; keepalive 512; }
+  upstream canary   { server 127.0.0.1:$B3; keepalive 512; }
+  # A per-request random key, so every request is split anew, as weir and HAProxy do.
+  split_clients "\${request_id}" \$destination { 80% release; 10% baseline; * canary; }
+  server {
+    listen 127.0.0.1:$NGINX_PORT;
+    listen 127.0.0.1:$NGINX_H2 http2;
+    location / {
+      proxy_pass http://\$destination;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+CONF
+
+cat > "$work/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 8000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  option http-keep-alive
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:$HAPROXY_PORT
+  bind 127.0.0.1:$HAPROXY_H2 proto h2
+  default_backend split
+backend split
+  balance random
+  server release  127.0.0.1:$B1 weight 80
+  server baseline 127.0.0.1:$B2 weight 10
+  server canary   127.0.0.1:$B3 weight 10
+CONF
+
+PROXY_PID=""
+start_proxy() { # $1 = name
+  case $1 in
+    weir*)
+      local cfg=$work/weir.yaml
+      [ "$1" = weir-1000routes ] && cfg=$work/weir-1000.yaml
+      [ "$1" = weir-notelemetry ] && cfg=$work/weir-notelemetry.yaml
+      taskset -c "$PROXY_CPU" "$WEIR" --log-level warn run --config "$cfg" &
+      PROXY_PID=$!; PORT=$WEIR_PORT; H2PORT=$WEIR_PORT ;;
+    nginx)
+      taskset -c "$PROXY_CPU" nginx -c "$work/nginx-proxy.conf" -p "$work" -e /dev/null &
+      PROXY_PID=$!; PORT=$NGINX_PORT; H2PORT=$NGINX_H2 ;;
+    haproxy)
+      taskset -c "$PROXY_CPU" haproxy -q -f "$work/haproxy.cfg" &
+      PROXY_PID=$!; PORT=$HAPROXY_PORT; H2PORT=$HAPROXY_H2 ;;
+  esac
+  pids+=("$PROXY_PID")
+  wait_port "$PORT"
+  sleep 0.3
+}
+stop_proxy() {
+  kill "$PROXY_PID" 2>/dev/null || true
+  wait "$PROXY_PID" 2>/dev/null || true
+  sleep 0.5
+}
+# All processes of the proxy (nginx has a master and a worker).
+proxy_tree() { echo "$PROXY_PID $(pgrep -P "$PROXY_PID" | tr '\n' ' ')"; }
+cpu_ticks() { local t=0; for p in $(proxy_tree); do t=$((t + $(awk '{print $14 + $15}' /proc/"$p"/stat 2>/dev/null || echo 0))); done; echo "$t"; }
+rss_kib() { local t=0; for p in $(proxy_tree); do t=$((t + $(awk '/^VmRSS/{print $2}' /proc/"$p"/status 2>/dev/null || echo 0))); done; echo "$t"; }
+
+RESULTS=$work/results.tsv
+: > "$RESULTS"
+# One measurement: $1 proxy, $2 scenario (h1-64, h1-256, h2-64), $3 port, $4 rep.
+measure() {
+  local name=$1 scenario=$2 port=$3 out=$work/out.txt
+  local before after rss
+  before=$(cpu_ticks)
+  case $scenario in
+    h1-64)  taskset -c "$LOAD_CPU" wrk -t1 -c64  -d"${DURATION}s" --latency "http://127.0.0.1:$port/" > "$out" 2>&1 ;;
+    h1-256) taskset -c "$LOAD_CPU" wrk -t1 -c256 -d"${DURATION}s" --latency "http://127.0.0.1:$port/" > "$out" 2>&1 ;;
+    h2-64)  taskset -c "$LOAD_CPU" h2load -c64 -m4 -t1 -n "$H2_REQUESTS" "http://127.0.0.1:$port/" > "$out" 2>&1 ;;
+  esac
+  rss=$(rss_kib)
+  after=$(cpu_ticks)
+  python3 - "$name" "$scenario" "$out" "$before" "$after" "$rss" >> "$RESULTS" <<'PY'
+import re, sys
+name, scenario, path, before, after, rss = sys.argv[1:]
+text = open(path).read()
+def ms(v, unit):
+    return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+if scenario.startswith("h1"):
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    served = int(re.search(r"(\d+) requests in", text).group(1))
+    errors = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", text))
+    errors += int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", text)) else 0
+    lat = dict((p, ms(v, u)) for p, v, u in re.findall(r"\s(50|99)%\s+([\d.]+)(us|ms|s)", text))
+    p50, p99 = lat.get("50", 0.0), lat.get("99", 0.0)
+else:
+    rps = float(re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", text).group(1))
+    served = int(re.search(r"requests: \d+ total, \d+ started, (\d+) done", text).group(1))
+    errors = int(re.search(r"(\d+) failed", text).group(1)) + int(re.search(r"(\d+) errored", text).group(1))
+    # h2load gives min/max/mean/sd per request; report the mean as p50 and max as p99 are not
+    # available: leave them empty rather than invent them.
+    p50 = p99 = float("nan")
+cpu_us = (int(after) - int(before)) * 10_000  # 100 ticks per second
+print(f"{name}\t{scenario}\t{rps:.0f}\t{p50:.3f}\t{p99:.3f}\t{cpu_us / max(served, 1):.2f}\t{int(rss) / 1024:.1f}\t{errors}")
+PY
+}
+
+IDLE=$work/idle.tsv
+: > "$IDLE"
+run_proxy() { # $1 = name, $2... = scenarios
+  local name=$1; shift
+  start_proxy "$name"
+  echo "$name	$(awk "BEGIN{printf \"%.1f\", $(rss_kib)/1024}")" >> "$IDLE"
+  # Warm up: pools, caches, page faults.
+  taskset -c "$LOAD_CPU" wrk -t1 -c64 -d2s "http://127.0.0.1:$PORT/" >/dev/null 2>&1 || true
+  for scenario in "$@"; do
+    local port=$PORT
+    [ "$scenario" = h2-64 ] && port=$H2PORT
+    for rep in $(seq "$REPS"); do
+      measure "$name" "$scenario" "$port" "$rep"
+    done
+  done
+  stop_proxy
+}
+
+echo "backend alone (the ceiling)..."
+PROXY_PID=$(pgrep -f "nginx -c $work/backend/nginx.conf" | head -1)
+for rep in $(seq "$REPS"); do measure backend h1-64 "$B1" "$rep"; done
+for rep in $(seq "$REPS"); do measure backend h1-256 "$B1" "$rep"; done
+for p in weir nginx haproxy; do
+  echo "$p..."
+  run_proxy "$p" h1-64 h1-256 h2-64
+done
+echo "weir with 1,000 routes and with telemetry off..."
+run_proxy weir-1000routes h1-64
+run_proxy weir-notelemetry h1-64
+
+python3 - "$RESULTS" "$IDLE" "$REPS" "$DURATION" <<'PY'
+import statistics, sys, collections, math
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+idle = dict(l.rstrip("\n").split("\t") for l in open(sys.argv[2]) if l.strip())
+reps, duration = sys.argv[3], sys.argv[4]
+by = collections.defaultdict(list)
+for name, sc, rps, p50, p99, cpu, rss, err in rows:
+    by[(name, sc)].append((float(rps), float(p50), float(p99), float(cpu), float(rss), int(err)))
+def med(key, i):
+    vals = [r[i] for r in by[key] if not math.isnan(r[i])]
+    return statistics.median(vals) if vals else float("nan")
+print()
+print(f"weir load benchmark: median of {reps} runs of {duration}s (h2load: fixed request count); proxy on one CPU, load+backend on the other")
+print()
+print("| proxy | scenario | req/s | p50 ms | p99 ms | CPU µs/req | idle RSS MiB | loaded RSS MiB | errors | req/s vs weir | CPU/req vs weir |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+order = ["backend", "weir", "nginx", "haproxy", "weir-1000routes", "weir-notelemetry"]
+for sc in ["h1-64", "h1-256", "h2-64"]:
+    for name in order:
+        key = (name, sc)
+        if key not in by:
+            continue
+        rps, p50, p99, cpu = (med(key, i) for i in range(4))
+        rss = max(r[4] for r in by[key]); err = sum(r[5] for r in by[key])
+        w = ("weir", sc)
+        ratio_rps = rps / med(w, 0) if w in by else float("nan")
+        ratio_cpu = cpu / med(w, 3) if w in by and name != "backend" else float("nan")
+        fmt = lambda v, d=2: "-" if math.isnan(v) else f"{v:.{d}f}"
+        print(f"| {name} | {sc} | {rps:,.0f} | {fmt(p50, 3)} | {fmt(p99, 3)} | {fmt(cpu) if name != 'backend' else '-'} | {idle.get(name, '-')} | {rss:.1f} | {err} | {fmt(ratio_rps)} | {fmt(ratio_cpu)} |")
+print()
+def g(name, sc, i): return med((name, sc), i) if (name, sc) in by else float("nan")
+print("goals (h1-64 / h1-256 / h2-64):")
+for sc in ["h1-64", "h1-256"]:
+    best_cpu = min(g("nginx", sc, 3), g("haproxy", sc, 3))
+    best_rps = max(g("nginx", sc, 0), g("haproxy", sc, 0))
+    print(f"  {sc}: weir CPU/req {g('weir', sc, 3):.2f} µs vs best peer {best_cpu:.2f} µs -> ratio {g('weir', sc, 3)/best_cpu:.2f} (goal <= 0.90); "
+          f"req/s {g('weir', sc, 0):,.0f} vs {best_rps:,.0f} -> {g('weir', sc, 0)/best_rps:.2f} (goal >= 1.00)")
+best_p99 = min(g("nginx", "h1-64", 2), g("haproxy", "h1-64", 2))
+print(f"  h1-64 p99: weir {g('weir', 'h1-64', 2):.3f} ms vs best peer {best_p99:.3f} ms (goal: no worse)")
+best_h2 = max(g("nginx", "h2-64", 0), g("haproxy", "h2-64", 0))
+print(f"  h2-64: weir {g('weir', 'h2-64', 0):,.0f} req/s vs best peer {best_h2:,.0f} -> {g('weir', 'h2-64', 0)/best_h2:.2f} (goal >= 1.00)")
+print(f"  1,000 routes: {g('weir-1000routes', 'h1-64', 0)/g('weir', 'h1-64', 0):.3f} of 1-route req/s, CPU/req x{g('weir-1000routes', 'h1-64', 3)/g('weir', 'h1-64', 3):.3f} (goal: cost < 10%)")
+print(f"  telemetry on/off CPU/req: x{g('weir', 'h1-64', 3)/g('weir-notelemetry', 'h1-64', 3):.3f} (goal < 1.05)")
+print(f"  memory: weir idle {idle.get('weir', '?')} MiB (goal < 10), loaded max {max(r[4] for k, v in by.items() if k[0]=='weir' for r in v):.1f} MiB (goal < 32)")
+PY

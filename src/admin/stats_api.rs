@@ -1,0 +1,139 @@
+//! `/metrics` (Prometheus) and the JSON statistics for people and autoscalers.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
+use serde_json::{Map, Value, json};
+
+use super::{AdminResponse, json_response};
+use crate::snapshot::Snapshot;
+use crate::state::Shared;
+use crate::telemetry::{DestinationStats, ExpositionContext, StatusClass, render_prometheus};
+
+/// `GET /metrics`.
+pub fn metrics(shared: &Shared) -> AdminResponse {
+    let snapshot = shared.snapshot.load();
+    let route_weights = snapshot
+        .routes
+        .iter()
+        .flat_map(|(_, r)| {
+            r.split
+                .entries()
+                .iter()
+                .map(|(d, w)| (&*r.name, &*d.name, *w))
+        })
+        .collect();
+    let ctx = ExpositionContext {
+        current: current_stats(&snapshot),
+        route_weights,
+        reloads_success: shared
+            .reloads
+            .success
+            .load(std::sync::atomic::Ordering::Relaxed),
+        reloads_failure: shared
+            .reloads
+            .failure
+            .load(std::sync::atomic::Ordering::Relaxed),
+        config_version: snapshot.version,
+    };
+    let body = render_prometheus(&shared.stats, &ctx);
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = StatusCode::OK;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
+}
+
+fn current_stats(snapshot: &Snapshot) -> Vec<Arc<DestinationStats>> {
+    snapshot
+        .destinations
+        .iter()
+        .map(|d| d.stats.clone())
+        .collect()
+}
+
+/// `GET /stats/connections`: small and cheap, for autoscalers polling every second.
+pub fn connections(shared: &Shared) -> AdminResponse {
+    let snapshot = shared.snapshot.load();
+    let mut destinations = Map::new();
+    for d in &snapshot.destinations {
+        destinations.insert(
+            d.name.to_string(),
+            json!({
+                "upstream_active": d.stats.upstream_active(),
+                "requests_active": d.stats.requests_active(),
+            }),
+        );
+    }
+    let requests_active: i64 = shared
+        .stats
+        .destinations()
+        .iter()
+        .map(|d| d.requests_active())
+        .sum::<i64>()
+        + shared.stats.unknown().requests_active();
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "downstream_active": shared.stats.downstream_active(),
+            "requests_active": requests_active,
+            "destinations": destinations,
+        }),
+    )
+}
+
+/// `GET /stats/destinations`: per destination, counts by status class, success rate,
+/// latency quantiles over the window and the weights in effect.
+pub fn destinations(shared: &Shared) -> AdminResponse {
+    let snapshot = shared.snapshot.load();
+    let window = snapshot.config.latency_window.as_secs();
+    let mut out = Map::new();
+    for d in &snapshot.destinations {
+        let s = &d.stats;
+        let requests = s.requests();
+        let class = |c| s.responses(c);
+        let errors = class(StatusClass::ServerError);
+        let (qs, samples) = s.latency.quantiles([0.5, 0.95, 0.99]);
+        let ms = |v: Option<f64>| v.map(|v| (v * 1000.0).round() / 1000.0);
+        let weights: Map<String, Value> = snapshot
+            .routes
+            .iter()
+            .filter_map(|(_, r)| {
+                let w = r
+                    .split
+                    .entries()
+                    .iter()
+                    .find(|(dest, _)| Arc::ptr_eq(dest, d))?
+                    .1;
+                Some((r.name.to_string(), json!(w)))
+            })
+            .collect();
+        out.insert(
+            d.name.to_string(),
+            json!({
+                "requests": requests,
+                "responses": {
+                    "1xx": class(StatusClass::Informational),
+                    "2xx": class(StatusClass::Success),
+                    "3xx": class(StatusClass::Redirect),
+                    "4xx": class(StatusClass::ClientError),
+                    "5xx": errors,
+                    "none": class(StatusClass::None),
+                },
+                "success_rate": (requests > 0).then(|| (requests - errors) as f64 / requests as f64),
+                "latency_ms": { "p50": ms(qs[0]), "p95": ms(qs[1]), "p99": ms(qs[2]), "samples": samples },
+                "weights": weights,
+                "requests_active": s.requests_active(),
+                "upstream_active": s.upstream_active(),
+            }),
+        );
+    }
+    json_response(
+        StatusCode::OK,
+        &json!({ "window_seconds": window, "destinations": out }),
+    )
+}

@@ -1,0 +1,232 @@
+//! Config hot reload: file watching, SIGHUP and a periodic check all lead to one
+//! [`ConfigReloader::reload`], which re-reads the file, skips it when its content is
+//! unchanged, refuses it when it is invalid or changes a restart-only setting, and
+//! otherwise swaps in a new snapshot.
+
+mod watch;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use watch::DirWatcher;
+
+use crate::config::{Config, ConfigError};
+use crate::listener::DrainSignal;
+use crate::state::Shared;
+use crate::tls::TlsReloader;
+
+/// Events closer together than this are one change: a ConfigMap swap is 3 to 7 events,
+/// an editor's save 2 or 3.
+const DEBOUNCE: Duration = Duration::from_millis(40);
+/// A safety net for lost events (an overflowed inotify queue, a re-created directory).
+const PERIODIC_CHECK: Duration = Duration::from_secs(10);
+
+/// What one reload attempt did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// Same content as the running config: nothing to do.
+    Unchanged,
+    Applied {
+        version: u64,
+    },
+    Refused(String),
+}
+
+/// Settings that only a restart can change: the listeners, the threads, and what they
+/// were built with. A reload that changes any of them is refused whole.
+pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
+    let mut changes = Vec::new();
+    let mut check = |key: &str, a: String, b: String| {
+        if a != b {
+            changes.push(format!("`{key}` changed from {a} to {b}"));
+        }
+    };
+    check("listen", old.listen.to_string(), new.listen.to_string());
+    check("admin", old.admin.to_string(), new.admin.to_string());
+    check(
+        "admin_token_file",
+        format!("{:?}", old.admin_token_file),
+        format!("{:?}", new.admin_token_file),
+    );
+    check(
+        "workers",
+        format!("{:?}", old.workers),
+        format!("{:?}", new.workers),
+    );
+    check(
+        "idle_timeout",
+        format!("{:?}", old.idle_timeout),
+        format!("{:?}", new.idle_timeout),
+    );
+    check(
+        "drain_timeout",
+        format!("{:?}", old.drain_timeout),
+        format!("{:?}", new.drain_timeout),
+    );
+    check(
+        "telemetry",
+        old.telemetry.to_string(),
+        new.telemetry.to_string(),
+    );
+    check(
+        "latency_window",
+        format!("{:?}", old.latency_window),
+        format!("{:?}", new.latency_window),
+    );
+    let tls = |c: &Config| if c.tls.is_some() { "set" } else { "unset" }.to_owned();
+    check("tls", tls(old), tls(new));
+    changes
+}
+
+/// Reloads one config file into the shared state.
+#[derive(Debug)]
+pub struct ConfigReloader {
+    path: PathBuf,
+    pub(crate) shared: Arc<Shared>,
+    /// The text the running config came from.
+    running_hash: u64,
+    /// The last text looked at, good or bad: a bad file is reported once, not at every
+    /// periodic check.
+    seen_hash: u64,
+}
+
+impl ConfigReloader {
+    /// `initial_hash` is the hash of the text the running config was loaded from.
+    pub fn new(path: PathBuf, shared: Arc<Shared>, initial_hash: u64) -> Self {
+        ConfigReloader {
+            path,
+            shared,
+            running_hash: initial_hash,
+            seen_hash: initial_hash,
+        }
+    }
+
+    pub fn path(&self) -> &PathBuf {
+        &self.path
+    }
+
+    /// Re-reads the file (through any symlink) and applies it if it changed and is valid.
+    pub fn reload(&mut self, trigger: &'static str) -> ReloadOutcome {
+        let config = match Config::load(&self.path) {
+            Ok(config) => config,
+            Err(error) => {
+                // An unreadable or invalid file: the content hash tells whether this is
+                // news or the same broken file seen again.
+                let hash = match &error {
+                    ConfigError::Read { .. } => None,
+                    ConfigError::Invalid { .. } => std::fs::read(&self.path)
+                        .ok()
+                        .map(|b| crate::config::text_hash(&b)),
+                };
+                return self.refuse(trigger, hash, error.to_string());
+            }
+        };
+        if config.text_hash == self.running_hash {
+            // Unchanged, or back to the running text after a refused edit.
+            self.seen_hash = config.text_hash;
+            tracing::debug!(trigger, "config file unchanged");
+            return ReloadOutcome::Unchanged;
+        }
+        let old = self.shared.control().config.clone();
+        let changes = restart_only_changes(&old, &config);
+        if !changes.is_empty() {
+            let hash = config.text_hash;
+            let message = format!(
+                "{}: {}; these need a restart, so the reload was refused and the running config keeps serving",
+                self.path.display(),
+                changes.join("; ")
+            );
+            return self.refuse(trigger, Some(hash), message);
+        }
+        self.seen_hash = config.text_hash;
+        self.running_hash = config.text_hash;
+        let (routes, destinations) = (config.routes.len(), config.destinations.len());
+        let version = self.shared.apply_config(config);
+        tracing::info!(trigger, version, routes, destinations, "config reloaded");
+        ReloadOutcome::Applied { version }
+    }
+
+    fn refuse(
+        &mut self,
+        trigger: &'static str,
+        hash: Option<u64>,
+        message: String,
+    ) -> ReloadOutcome {
+        // Report a given bad file once, not at every periodic check.
+        if hash.is_none() || hash != Some(self.seen_hash) {
+            tracing::error!(trigger, error = %message, "config reload refused; the previous config keeps serving");
+            self.shared.reload_failed(message.clone());
+        }
+        if let Some(hash) = hash {
+            self.seen_hash = hash;
+        }
+        ReloadOutcome::Refused(message)
+    }
+}
+
+/// Runs the reload loop until `stop`: the config file (when there is one) and every TLS
+/// file are reloaded on changes in their directories (debounced), on SIGHUP when
+/// `sighup`, and on a periodic check.
+pub async fn run(
+    mut config: Option<ConfigReloader>,
+    mut tls: TlsReloader,
+    sighup: bool,
+    mut stop: DrainSignal,
+) {
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let mut watcher = match DirWatcher::new(tx) {
+        Ok(w) => Some(w),
+        Err(error) => {
+            tracing::warn!(%error, "file watching unavailable; relying on SIGHUP and the periodic check");
+            None
+        }
+    };
+    let watched = |config: &Option<ConfigReloader>, tls: &TlsReloader| {
+        let mut files: Vec<PathBuf> = config.iter().map(|c| c.path().clone()).collect();
+        files.extend(tls.watched_paths());
+        files
+    };
+    if let Some(w) = watcher.as_mut() {
+        w.watch_files(&watched(&config, &tls));
+    }
+    let mut hup = if sighup {
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok()
+    } else {
+        None
+    };
+    let mut periodic = tokio::time::interval(PERIODIC_CHECK);
+    periodic.tick().await;
+    loop {
+        let trigger = tokio::select! {
+            () = stop.wait() => return,
+            Some(()) = events.recv() => {
+                // Let the burst of events of one change settle.
+                loop {
+                    tokio::select! {
+                        Some(()) = events.recv() => {}
+                        () = tokio::time::sleep(DEBOUNCE) => break,
+                    }
+                }
+                "file change"
+            }
+            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => "SIGHUP",
+            _ = periodic.tick() => "periodic check",
+        };
+        let mut changed = false;
+        if let Some(reloader) = config.as_mut() {
+            let outcome = reloader.reload(trigger);
+            if let ReloadOutcome::Applied { .. } = outcome {
+                let current = reloader.shared.control().config.clone();
+                tls.adopt_config(&current);
+            }
+            changed = outcome != ReloadOutcome::Unchanged;
+        }
+        // File reads and certificate parsing block: this runs on the control thread,
+        // never on a worker.
+        changed |= tls.reload_all() > 0;
+        if changed && let Some(w) = watcher.as_mut() {
+            w.watch_files(&watched(&config, &tls));
+        }
+    }
+}
