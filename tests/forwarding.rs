@@ -262,3 +262,31 @@ async fn h2_request_to_http1_upstream() {
     })
     .await;
 }
+
+/// Request bodies keep their framing meaning: a chunked HTTP/1.1 upload arrives whole,
+/// re-framed by weir (one `transfer-encoding`, never together with a length).
+#[tokio::test]
+async fn chunked_request_bodies_are_forwarded() {
+    within(60, async {
+        let weir = weir_to(echo_upstream(false).await).await;
+        let raw = raw_exchange(
+            weir.listen,
+            b"POST /upload HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\
+              Transfer-Encoding: chunked\r\n\r\n\
+              5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let resp = RawResponse::parse(&raw);
+        assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&raw));
+        let v: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+        assert_eq!(v["body_bytes"], 11, "{v}");
+        let seen = Echoed::parse(&resp.body);
+        assert!(seen.all("transfer-encoding").len() <= 1, "{seen:?}");
+        assert!(
+            seen.all("transfer-encoding").is_empty() || seen.all("content-length").is_empty(),
+            "{seen:?}"
+        );
+    })
+    .await;
+}
