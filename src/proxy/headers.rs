@@ -84,16 +84,18 @@ pub fn prepare_request(
             .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
 
-    // x-forwarded-for: append this hop's client.
-    let xff = match parts.headers.get(&X_FORWARDED_FOR) {
-        Some(prev) => {
-            let mut v = Vec::with_capacity(prev.len() + 2 + fwd.client_ip.len());
-            v.extend_from_slice(prev.as_bytes());
-            v.extend_from_slice(b", ");
-            v.extend_from_slice(fwd.client_ip.as_bytes());
-            HeaderValue::from_bytes(&v).unwrap_or_else(|_| fwd.client_ip.clone())
-        }
-        None => fwd.client_ip.clone(),
+    // x-forwarded-for: append this hop's client. Several field lines are one list
+    // (RFC 9110 §5.3), so all of them are kept, in order.
+    let mut v = Vec::new();
+    for prev in parts.headers.get_all(&X_FORWARDED_FOR) {
+        v.extend_from_slice(prev.as_bytes());
+        v.extend_from_slice(b", ");
+    }
+    let xff = if v.is_empty() {
+        fwd.client_ip.clone()
+    } else {
+        v.extend_from_slice(fwd.client_ip.as_bytes());
+        HeaderValue::from_bytes(&v).unwrap_or_else(|_| fwd.client_ip.clone())
     };
     parts.headers.insert(X_FORWARDED_FOR.clone(), xff);
     parts

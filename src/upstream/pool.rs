@@ -28,12 +28,18 @@ const MAX_IDLE: usize = 512;
 #[derive(Debug)]
 pub(super) struct Pool {
     slots: Box<[Mutex<Slot>]>,
+    /// One per slot: held while a slot's HTTP/2 connection is being opened, so that a
+    /// burst of requests opens one connection instead of one each.
+    h2_connecting: Box<[tokio::sync::Mutex<()>]>,
 }
 
 #[derive(Debug, Default)]
 struct Slot {
     idle: Vec<Idle>,
     h2: Option<http2::SendRequest<RequestBody>>,
+    /// HTTP/2 connection attempts finished so far, and whether the last one failed.
+    h2_attempts: u64,
+    h2_failed: bool,
 }
 
 #[derive(Debug)]
@@ -47,6 +53,7 @@ impl Pool {
     pub(super) fn new(workers: usize) -> Self {
         Pool {
             slots: (0..=workers).map(|_| Mutex::default()).collect(),
+            h2_connecting: (0..=workers).map(|_| Default::default()).collect(),
         }
     }
 
@@ -246,15 +253,44 @@ impl Endpoint {
         &self,
         slot: usize,
     ) -> Result<(http2::SendRequest<RequestBody>, bool), ConnectError> {
-        if let Some(tx) = self
-            .pool
-            .slot(slot)
-            .h2
-            .as_ref()
-            .filter(|tx| !tx.is_closed())
+        let open = |s: &Slot| s.h2.as_ref().filter(|tx| !tx.is_closed()).cloned();
+        let seen = {
+            let s = self.pool.slot(slot);
+            if let Some(tx) = open(&s) {
+                return Ok((tx, true));
+            }
+            s.h2_attempts
+        };
+        // One request at a time opens the connection; the others of a burst wait for
+        // it rather than each opening (and then dropping) a connection of their own.
+        let _connecting = self.pool.h2_connecting[slot].lock().await;
         {
-            return Ok((tx.clone(), true));
+            let s = self.pool.slot(slot);
+            if let Some(tx) = open(&s) {
+                return Ok((tx, true));
+            }
+            if s.h2_attempts != seen && s.h2_failed {
+                // The attempt this request waited for failed: fail with it, instead
+                // of each waiter trying in turn, one connect timeout after another.
+                return Err(ConnectError::Io {
+                    endpoint: self.label.to_string(),
+                    source: std::io::Error::other(
+                        "the HTTP/2 connection this request waited for could not be opened",
+                    ),
+                });
+            }
         }
+        let opened = self.open_h2().await;
+        let mut s = self.pool.slot(slot);
+        s.h2_attempts += 1;
+        s.h2_failed = opened.is_err();
+        let tx = opened?;
+        s.h2 = Some(tx.clone());
+        Ok((tx, false))
+    }
+
+    /// Opens a new HTTP/2 connection and starts its driver task.
+    async fn open_h2(&self) -> Result<http2::SendRequest<RequestBody>, ConnectError> {
         let stream = self.connect().await?;
         let (tx, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
@@ -272,12 +308,6 @@ impl Endpoint {
                 tracing::debug!(%endpoint, %error, "upstream HTTP/2 connection ended with an error");
             }
         });
-        let mut s = self.pool.slot(slot);
-        // Another request may have opened one meanwhile; keep a single shared connection.
-        if let Some(existing) = s.h2.as_ref().filter(|t| !t.is_closed()) {
-            return Ok((existing.clone(), true));
-        }
-        s.h2 = Some(tx.clone());
-        Ok((tx, false))
+        Ok(tx)
     }
 }

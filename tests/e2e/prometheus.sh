@@ -8,7 +8,7 @@
 # curl, python3. Starts everything on free loopback ports and stops it on exit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-WEIR=${WEIR:-target/release/weir}
+WEIR=${WEIR:-${CARGO_TARGET_DIR:-target}/release/weir}
 [ -x "$WEIR" ] || cargo build --release --locked
 work=$(mktemp -d)
 pids=()

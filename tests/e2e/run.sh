@@ -6,5 +6,6 @@ set -euo pipefail
 here="$(dirname "$0")"
 cd "$here/../.."
 cargo build --release --locked --quiet
+bash "$here/core.sh"
 bash "$here/tls.sh"
 bash "$here/prometheus.sh"

@@ -1,0 +1,278 @@
+//! HTTP/2 cleartext: prior-knowledge clients downstream (to HTTP/1.1 and to HTTP/2
+//! upstreams), HTTP/1.1 clients to an HTTP/2 upstream, and gRPC-style trailers
+//! carried end to end over HTTP/2.
+
+mod support;
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use support::*;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Sleep;
+
+async fn weir_with(upstream: SocketAddr, protocol: &str) -> Weir {
+    Weir::start(&format!(
+        r#"
+access_log: true
+destinations:
+  up: {{ endpoints: ["{upstream}"], protocol: {protocol} }}
+routes:
+  - name: all
+    split: {{ up: 1 }}
+"#
+    ))
+    .await
+}
+
+fn post(uri: &str, body: Bytes) -> Request<ReqBody> {
+    Request::post(uri).body(full(body)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2c_client_to_http1_upstream() {
+    within(60, async {
+        let weir = weir_with(synthetic("h1-upstream").await, "http1").await;
+        let client = h2_client();
+        let got = get(&client, &weir.url("/hello")).await;
+        assert_eq!(got.status, 200);
+        assert_eq!(got.upstream(), "h1-upstream");
+        assert_eq!(got.text(), "h1-upstream\n");
+        let body = Bytes::from(vec![b'x'; 300_000]);
+        let got = fetch(&client, post(&weir.url("/upload"), body)).await;
+        assert_eq!(got.status, 200);
+        assert_eq!(got.header("x-weir-request-bytes"), Some("300000"));
+        let line = weir
+            .wait_access("the h2 POST", |v| v["path"] == "/upload")
+            .await;
+        assert_eq!(line["protocol"], "HTTP/2.0");
+        assert_eq!(line["request_bytes"], 300_000);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_upstream_from_both_client_protocols() {
+    within(60, async {
+        let weir = weir_with(synthetic("h2-upstream").await, "http2").await;
+        for client in [h1_client(), h2_client()] {
+            let got = get(&client, &weir.url("/")).await;
+            assert_eq!(got.status, 200, "{}", got.text());
+            assert_eq!(got.upstream(), "h2-upstream");
+            let got = fetch(
+                &client,
+                post(&weir.url("/up"), Bytes::from(vec![1u8; 70_000])),
+            )
+            .await;
+            assert_eq!(got.status, 200, "{}", got.text());
+            assert_eq!(got.header("x-weir-request-bytes"), Some("70000"));
+        }
+        // Many concurrent streams over the pooled upstream connection.
+        let client = h2_client();
+        let tasks: Vec<_> = (0..200)
+            .map(|_| {
+                let client = client.clone();
+                let url = weir.url("/many");
+                tokio::spawn(async move { get(&client, &url).await.status })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), 200);
+        }
+    })
+    .await;
+}
+
+/// An HTTP/1.1 request to an HTTP/2 upstream: `Host` becomes `:authority`.
+#[tokio::test]
+async fn http1_request_to_http2_upstream_carries_the_authority() {
+    within(60, async {
+        let weir = weir_with(echo_upstream(true).await, "http2").await;
+        let raw = raw_exchange(
+            weir.listen,
+            b"GET /p?q=1 HTTP/1.1\r\nHost: shop.example:8080\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let resp = RawResponse::parse(&raw);
+        assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&raw));
+        let seen = Echoed::parse(&resp.body);
+        assert_eq!(seen.version, "HTTP/2.0");
+        assert_eq!(seen.uri, "http://shop.example:8080/p?q=1");
+        assert!(seen.all("host").is_empty(), "{seen:?}");
+        assert!(seen.all("connection").is_empty(), "{seen:?}");
+    })
+    .await;
+}
+
+/// A gRPC-like upstream over h2c: `/pkg.Svc/Echo` answers a body then trailers
+/// (`grpc-status: 0`); `/pkg.Svc/Missing` answers trailers-only with `grpc-status: 5`.
+/// Both report the `te` header they received.
+async fn grpc_like_upstream() -> SocketAddr {
+    serve(true, |req: Request<Incoming>| async move {
+        let te = req.headers().get("te").cloned();
+        let missing = req.uri().path() == "/pkg.Svc/Missing";
+        let received = req
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes().len())
+            .unwrap_or(0);
+        let mut builder = Response::builder()
+            .header("content-type", "application/grpc")
+            .header("x-received", received.to_string());
+        if let Some(te) = te {
+            builder = builder.header("x-seen-te", te);
+        }
+        if missing {
+            return builder
+                .header("grpc-status", "5")
+                .header("grpc-message", "no such method")
+                .body(server_body(Bytes::new()))
+                .unwrap();
+        }
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static("0"));
+        trailers.insert("grpc-message", HeaderValue::from_static("all good"));
+        // A length-prefixed message, as gRPC frames it, then a second data frame.
+        let mut message = vec![0u8, 0, 0, 0, 5];
+        message.extend_from_slice(b"hello");
+        let body = Full::new(Bytes::from(message))
+            .with_trailers(async move { Some(Ok(trailers)) })
+            .map_err(|never| match never {})
+            .boxed();
+        builder.body(body).unwrap()
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_trailers_pass_end_to_end_over_http2() {
+    within(60, async {
+        let weir = weir_with(grpc_like_upstream().await, "http2").await;
+        let mut tx = h2_conn(weir.listen).await;
+        let req = Request::post("http://shop/pkg.Svc/Echo")
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(full(&b"\0\0\0\0\x03abc"[..]))
+            .unwrap();
+        let got = read(tx.send_request(req).await.unwrap()).await.unwrap();
+        assert_eq!(got.status, 200);
+        assert_eq!(
+            got.header("x-seen-te"),
+            Some("trailers"),
+            "te: trailers reached the upstream"
+        );
+        assert_eq!(got.header("x-received"), Some("8"));
+        assert_eq!(&got.body[..], b"\0\0\0\0\x05hello");
+        let trailers = got.trailers.expect("trailers arrive");
+        assert_eq!(trailers["grpc-status"], "0");
+        assert_eq!(trailers["grpc-message"], "all good");
+
+        // Trailers-only answer (an error status in the response headers).
+        let req = Request::post("http://shop/pkg.Svc/Missing")
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(full(&b"\0\0\0\0\x00"[..]))
+            .unwrap();
+        let got = read(tx.send_request(req).await.unwrap()).await.unwrap();
+        assert_eq!(got.status, 200);
+        assert_eq!(got.header("grpc-status"), Some("5"));
+        assert_eq!(got.header("grpc-message"), Some("no such method"));
+        assert!(got.body.is_empty());
+
+        let line = weir
+            .wait_access("the gRPC call", |v| v["path"] == "/pkg.Svc/Echo")
+            .await;
+        assert_eq!(line["status"], 200);
+        assert_eq!(line["flags"], "-");
+    })
+    .await;
+}
+
+/// A client stream that writes its first `slow` bytes one at a time, 5 ms apart: the
+/// HTTP/2 preface arrives in pieces, and weir must still see HTTP/2.
+struct Trickle {
+    inner: TcpStream,
+    slow: usize,
+    sent: usize,
+    pause: Option<Pin<Box<Sleep>>>,
+}
+
+impl AsyncRead for Trickle {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Trickle {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = &mut *self;
+        if this.sent >= this.slow {
+            return Pin::new(&mut this.inner).poll_write(cx, buf);
+        }
+        if let Some(pause) = &mut this.pause {
+            ready!(pause.as_mut().poll(cx));
+            this.pause = None;
+        }
+        let n = ready!(Pin::new(&mut this.inner).poll_write(cx, &buf[..1]))?;
+        this.sent += n;
+        this.pause = Some(Box::pin(tokio::time::sleep(Duration::from_millis(5))));
+        Poll::Ready(Ok(n))
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preface_arriving_in_pieces_is_still_http2() {
+    within(60, async {
+        let weir = weir_with(synthetic("up").await, "http1").await;
+        let stream = TcpStream::connect(weir.listen).await.unwrap();
+        let io = Trickle {
+            inner: stream,
+            slow: 24,
+            sent: 0,
+            pause: None,
+        };
+        let (mut tx, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake::<_, ReqBody>(TokioIo::new(io))
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        let got = read(
+            tx.send_request(Request::get("http://shop/").body(empty()).unwrap())
+                .await
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(got.status, 200);
+        assert_eq!(got.upstream(), "up");
+    })
+    .await;
+}
