@@ -30,7 +30,7 @@ pub struct Weir {
     pub format: LogFormat,
     logs: Arc<Logs>,
     exited: Option<ExitStatus>,
-    _dir: TempDir,
+    _dir: Option<TempDir>,
 }
 
 impl Weir {
@@ -51,6 +51,16 @@ impl Weir {
         }
         text.push_str(yaml);
         let config = dir.write("weir.yaml", &text);
+        Weir::spawn(&config, Some(dir), format).await
+    }
+
+    /// Starts weir on a config file the test owns (and may rewrite, to test reloads).
+    /// The file must set `listen` and `admin` (`127.0.0.1:0` works).
+    pub async fn start_file(config: &Path, format: LogFormat) -> Weir {
+        Weir::spawn(config, None, format).await
+    }
+
+    async fn spawn(config: &Path, dir: Option<TempDir>, format: LogFormat) -> Weir {
         let fmt = match format {
             LogFormat::Text => "text",
             LogFormat::Json => "json",
@@ -66,7 +76,7 @@ impl Weir {
                 "run",
                 "--config",
             ])
-            .arg(&config)
+            .arg(config)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -22,6 +22,45 @@ pub async fn admin_get(admin: SocketAddr, path: &str) -> std::io::Result<(Status
     Ok((code, body))
 }
 
+/// Any request on the admin listener: `(status, body)`. `bearer` adds
+/// `Authorization: Bearer <token>`.
+pub async fn admin_request(
+    admin: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    bearer: Option<&str>,
+) -> std::io::Result<(StatusCode, String)> {
+    let auth = bearer.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    let raw = raw_exchange(
+        admin,
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok())
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad response: {text:?}")))?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_owned());
+    Ok((code, body))
+}
+
+/// GET on the admin listener, parsed as JSON (panics on anything but 200 + JSON).
+pub async fn admin_json(admin: SocketAddr, path: &str) -> serde_json::Value {
+    let (status, body) = admin_get(admin, path).await.expect("admin GET");
+    assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: not JSON ({e}): {body}"))
+}
+
 /// Writes `request` on a new connection and reads until the server closes it
 /// (hang guard: 10 s).
 pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> std::io::Result<Vec<u8>> {
