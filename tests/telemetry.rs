@@ -67,12 +67,10 @@ fn parse_exposition(text: &str) -> (Vec<Sample>, BTreeMap<String, String>) {
         let mut rest = rest;
         if let Some(body) = rest.strip_prefix('{') {
             let mut chars = body.char_indices().peekable();
-            let mut end = None;
-            loop {
+            let end = loop {
                 let (start, c) = chars.next().expect("unterminated label set");
                 if c == '}' {
-                    end = Some(start);
-                    break;
+                    break start;
                 }
                 let key_start = start;
                 let mut key_end = start;
@@ -108,7 +106,7 @@ fn parse_exposition(text: &str) -> (Vec<Sample>, BTreeMap<String, String>) {
                     chars.next();
                 }
             }
-            rest = &body[end.unwrap() + 1..];
+            rest = &body[end + 1..];
         }
         let value: f64 = rest
             .trim()
