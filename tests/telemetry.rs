@@ -105,7 +105,7 @@ fn parse_exposition(text: &str) -> (Vec<Sample>, BTreeMap<String, String>) {
                 if let Some((_, ',')) = chars.peek() {
                     chars.next();
                 }
-            }
+            };
             rest = &body[end + 1..];
         }
         let value: f64 = rest
