@@ -14,37 +14,70 @@ pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
+/// Is this one of the headers that describe a connection, not the message?
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::CONNECTION
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name == header::TE
+        || name == header::TRAILER
+        || name == header::PROXY_AUTHENTICATE
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+}
+
 /// Headers that describe one connection (RFC 9110 §7.6.1), never the message.
 /// `te` is handled apart: `te: trailers` must reach gRPC servers.
 fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    // Names listed in `Connection` are hop-by-hop too.
-    if let Some(listed) = headers.get(header::CONNECTION).cloned() {
-        if let Ok(listed) = listed.to_str() {
-            for name in listed.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-                if keep_upgrade && name.eq_ignore_ascii_case("upgrade") {
-                    continue;
-                }
-                if let Ok(name) = HeaderName::from_bytes(name.as_bytes())
-                    && name != header::TE
-                {
-                    headers.remove(name);
-                }
+    // One pass over the names finds the few present; most messages carry none, and a
+    // removal attempt per possible name would hash each of them every time.
+    let mut present: [Option<HeaderName>; 8] = Default::default();
+    let mut count = 0;
+    for name in headers.keys() {
+        if is_hop_by_hop(name) && count < present.len() {
+            present[count] = Some(name.clone());
+            count += 1;
+        }
+    }
+    for name in present.iter().flatten() {
+        if name == header::CONNECTION {
+            strip_listed(headers, keep_upgrade);
+            headers.remove(header::CONNECTION);
+        } else if name == header::TE {
+            if headers
+                .get(header::TE)
+                .is_some_and(|te| !te.as_bytes().eq_ignore_ascii_case(b"trailers"))
+            {
+                headers.remove(header::TE);
+            }
+        } else if name != header::UPGRADE || !keep_upgrade {
+            headers.remove(name);
+        }
+    }
+}
+
+/// Removes the headers that `Connection` names (RFC 9110 §7.6.1). The usual tokens
+/// (`keep-alive`, `close`, `upgrade`) are options, or headers handled anyway.
+fn strip_listed(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let mut extra: Vec<HeaderName> = Vec::new();
+    for value in headers.get_all(header::CONNECTION) {
+        let Ok(value) = value.to_str() else { continue };
+        for token in value.split(',').map(str::trim) {
+            if token.is_empty()
+                || token.eq_ignore_ascii_case("keep-alive")
+                || token.eq_ignore_ascii_case("close")
+                || token.eq_ignore_ascii_case("te")
+                || (keep_upgrade && token.eq_ignore_ascii_case("upgrade"))
+            {
+                continue;
+            }
+            if let Ok(name) = HeaderName::from_bytes(token.as_bytes()) {
+                extra.push(name);
             }
         }
-        headers.remove(header::CONNECTION);
     }
-    headers.remove(&KEEP_ALIVE);
-    headers.remove(&PROXY_CONNECTION);
-    headers.remove(header::TRANSFER_ENCODING);
-    headers.remove(header::TRAILER);
-    headers.remove(header::PROXY_AUTHENTICATE);
-    if !keep_upgrade {
-        headers.remove(header::UPGRADE);
-    }
-    if let Some(te) = headers.get(header::TE)
-        && !te.as_bytes().eq_ignore_ascii_case(b"trailers")
-    {
-        headers.remove(header::TE);
+    for name in extra {
+        headers.remove(name);
     }
 }
 
