@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+mod civil;
 pub mod config;
 pub mod demo;
 pub mod listener;

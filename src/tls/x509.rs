@@ -264,16 +264,7 @@ pub struct UtcTime(pub i64);
 impl fmt::Display for UtcTime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (days, secs) = (self.0.div_euclid(86_400), self.0.rem_euclid(86_400));
-        // The inverse of `days_from_civil`.
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = doy - (153 * mp + 2) / 5 + 1;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = yoe + era * 400 + i64::from(month <= 2);
+        let (year, month, day) = crate::civil::civil_from_days(days);
         write!(
             f,
             "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",

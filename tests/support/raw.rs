@@ -4,22 +4,7 @@
 use super::*;
 /// GET on the admin listener with a raw HTTP/1.1 request; `(status, body)`.
 pub async fn admin_get(admin: SocketAddr, path: &str) -> std::io::Result<(StatusCode, String)> {
-    let raw = raw_exchange(
-        admin,
-        format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await?;
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse::<u16>().ok())
-        .and_then(|c| StatusCode::from_u16(c).ok())
-        .ok_or_else(|| std::io::Error::other(format!("bad response: {text:?}")))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or(String::new(), |(_, b)| b.to_owned());
-    Ok((code, body))
+    admin_request(admin, "GET", path, "", None).await
 }
 
 /// Any request on the admin listener: `(status, body)`. `bearer` adds
