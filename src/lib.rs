@@ -22,6 +22,7 @@ pub mod admin;
 mod civil;
 pub mod config;
 pub mod demo;
+mod http1;
 pub mod listener;
 pub mod proxy;
 pub mod reload;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use hyper::server::conn::{http1, http2};
+use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -22,12 +22,6 @@ use crate::tls::{ServerTls, TlsInfo, TlsMode};
 
 /// The HTTP/2 connection preface a prior-knowledge (h2c) client sends first.
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// How long an HTTP/1.1 connection may go on carrying requests after a drain begins.
-/// Each of its responses says `Connection: close`, so a busy client moves away on its
-/// own; only after this grace are idle connections closed. Closing an idle keep-alive
-/// connection at once races with a request the client is sending on it right then.
-const H1_DRAIN_GRACE: Duration = Duration::from_secs(1);
 
 /// The longest a client may take over its TLS handshake (first byte included), unless
 /// `idle_timeout` is shorter: a handshake costs CPU and memory, so a client that opens
@@ -218,7 +212,8 @@ async fn starts_with_tls(stream: &TcpStream) -> std::io::Result<bool> {
     Ok(first[0] == TLS_HANDSHAKE_RECORD)
 }
 
-/// Serves HTTP over `io` until the client is done or the drain ends it.
+/// Serves HTTP over `io` until the client is done or the drain ends it: HTTP/2 with
+/// hyper's server, HTTP/1.1 with weir's own.
 async fn serve<I>(io: I, downstream: Downstream, conn: Conn)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -230,43 +225,22 @@ where
         settings,
         _live,
     } = conn;
-    let http2 = downstream.http2;
     let downstream = Arc::new(downstream);
+    if !downstream.http2 {
+        return crate::http1::serve(io, downstream, shared, drain, settings).await;
+    }
     let service = service_fn(move |req| proxy::serve(shared.clone(), downstream.clone(), req));
-    let io = TokioIo::new(io);
-    let result = if http2 {
-        let conn = http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(1024)
-            .serve_connection(io, service);
-        let mut conn = pin!(conn);
-        tokio::select! {
-            result = conn.as_mut() => result,
-            () = drain.wait() => {
-                // GOAWAY: the client finishes open streams and opens no new ones.
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
-        }
-    } else {
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(settings.idle_timeout)
-            .serve_connection(io, service)
-            .with_upgrades();
-        let mut conn = pin!(conn);
-        tokio::select! {
-            result = conn.as_mut() => result,
-            () = drain.wait() => {
-                let grace = H1_DRAIN_GRACE.min(settings.drain_timeout / 2);
-                tokio::select! {
-                    result = conn.as_mut() => result,
-                    () = tokio::time::sleep(grace) => {
-                        conn.as_mut().graceful_shutdown();
-                        conn.await
-                    }
-                }
-            }
+    let conn = http2::Builder::new(TokioExecutor::new())
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(1024)
+        .serve_connection(TokioIo::new(io), service);
+    let mut conn = pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = drain.wait() => {
+            // GOAWAY: the client finishes open streams and opens no new ones.
+            conn.as_mut().graceful_shutdown();
+            conn.await
         }
     };
     if let Err(error) = result {

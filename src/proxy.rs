@@ -198,7 +198,7 @@ fn is_grpc<B>(req: &Request<B>) -> bool {
 /// Forwards to the destination's next endpoint. A connect failure is tried once more on
 /// the next endpoint (Envoy's `connect-failure` retry); nothing else is retried, because
 /// the request may have had effects upstream.
-async fn forward(
+pub(crate) async fn forward(
     destination: &Destination,
     mut req: Request<RequestBody>,
     upgrade: bool,

@@ -9,6 +9,6 @@ pub mod random;
 mod split;
 mod table;
 
-pub use matcher::{RequestMatch, RequestView, StringMatch};
+pub use matcher::{RequestHeaders, RequestMatch, RequestView, StringMatch, strip_port};
 pub use split::{SplitError, WeightedSplit};
 pub use table::RouteTable;

@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-pub use body::RequestBody;
-pub use connect::ConnectError;
-pub use pool::{ConnReturn, Lease, SendError};
+pub use body::{BodyChunk, RequestBody};
+pub use connect::{ConnectError, UpstreamIo};
+pub use pool::{ConnReturn, Lease, RawConn, SendError};
 
 use crate::config::{DestinationConfig, EndpointAddr, Protocol};
 use crate::telemetry::DestinationStats;

@@ -44,8 +44,10 @@ pub struct Exchange {
     endpoint: Option<Arc<str>>,
     status: u16,
     flag: Option<ResponseFlag>,
-    /// Counted by the request body as it streams upstream.
-    request_bytes: Option<Arc<AtomicU64>>,
+    /// Counted by the request body as it streams upstream (hyper's path).
+    request_counter: Option<Arc<AtomicU64>>,
+    /// Counted directly by whoever copies the request body (weir's HTTP/1.1 path).
+    request_bytes: u64,
     response_bytes: u64,
     log: Option<Box<LogFields>>,
     /// False until a response (upstream or local) is known.
@@ -86,7 +88,8 @@ impl Exchange {
             endpoint: None,
             status: 0,
             flag: None,
-            request_bytes: None,
+            request_counter: None,
+            request_bytes: 0,
             response_bytes: 0,
             log,
             answered: false,
@@ -98,7 +101,16 @@ impl Exchange {
     }
 
     pub fn set_request_counter(&mut self, counter: Arc<AtomicU64>) {
-        self.request_bytes = Some(counter);
+        self.request_counter = Some(counter);
+    }
+
+    pub fn add_request_bytes(&mut self, n: u64) {
+        self.request_bytes += n;
+    }
+
+    /// The status of the response, once one is known.
+    pub fn status(&self) -> Option<u16> {
+        self.answered.then_some(self.status)
     }
 
     pub fn set_response(&mut self, status: StatusCode, flag: Option<ResponseFlag>) {
@@ -143,10 +155,11 @@ impl Drop for Exchange {
             status: self.status,
             flag: self.flag,
             duration: self.start.elapsed(),
-            request_bytes: self
-                .request_bytes
-                .as_ref()
-                .map_or(0, |c| c.load(Ordering::Relaxed)),
+            request_bytes: self.request_bytes
+                + self
+                    .request_counter
+                    .as_ref()
+                    .map_or(0, |c| c.load(Ordering::Relaxed)),
             response_bytes: self.response_bytes,
             protocol: self.protocol,
             grpc_status: self.grpc_status,

@@ -46,7 +46,8 @@ impl ResponseFlag {
         }
     }
 
-    fn message(self) -> &'static str {
+    /// The short text body of weir's own answer for this flag.
+    pub fn message(self) -> &'static str {
         match self {
             ResponseFlag::NoRoute => "no route matched this request (NR)\n",
             ResponseFlag::UpstreamConnectFailure => {

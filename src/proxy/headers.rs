@@ -208,6 +208,11 @@ pub fn prepare_response(parts: &mut response::Parts, upgrade: bool) {
 
 /// A random (version 4) UUID, as Envoy generates for `x-request-id`.
 pub fn new_request_id() -> HeaderValue {
+    HeaderValue::from_bytes(&request_id_bytes()).expect("hex and dashes are valid header bytes")
+}
+
+/// A random (version 4) UUID in its 36-character text form.
+pub fn request_id_bytes() -> [u8; 36] {
     let hi = random::next_u64();
     let lo = random::next_u64();
     let mut bytes = [0u8; 16];
@@ -227,7 +232,7 @@ pub fn new_request_id() -> HeaderValue {
         out[o + 1] = HEX[(b & 0xf) as usize];
         o += 2;
     }
-    HeaderValue::from_bytes(&out).expect("hex and dashes are valid header bytes")
+    out
 }
 
 #[cfg(test)]

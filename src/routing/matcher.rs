@@ -64,7 +64,32 @@ pub struct RequestView<'a> {
     pub path: &'a str,
     pub method: &'a str,
     pub query: Option<&'a str>,
-    pub headers: &'a HeaderMap,
+    pub headers: RequestHeaders<'a>,
+}
+
+/// A request's header fields: hyper's map, or the lines weir's own HTTP/1.1 path
+/// parsed in place.
+#[derive(Debug, Clone, Copy)]
+pub enum RequestHeaders<'a> {
+    Map(&'a HeaderMap),
+    Lines(&'a [httparse::Header<'a>]),
+}
+
+impl<'a> RequestHeaders<'a> {
+    /// Calls `f` with each value of `name` that is valid text, until it returns true;
+    /// says whether it did.
+    pub fn any(&self, name: &HeaderName, mut f: impl FnMut(&'a str) -> bool) -> bool {
+        match *self {
+            RequestHeaders::Map(map) => map
+                .get_all(name)
+                .iter()
+                .any(|v| v.to_str().is_ok_and(&mut f)),
+            RequestHeaders::Lines(lines) => lines
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case(name.as_str()))
+                .any(|h| std::str::from_utf8(h.value).is_ok_and(&mut f)),
+        }
+    }
 }
 
 impl<'a> RequestView<'a> {
@@ -85,13 +110,13 @@ impl<'a> RequestView<'a> {
             path: req.uri().path(),
             method: req.method().as_str(),
             query: req.uri().query(),
-            headers: req.headers(),
+            headers: RequestHeaders::Map(req.headers()),
         }
     }
 }
 
 /// `example.com:8080` -> `example.com`; `[::1]:80` -> `[::1]`.
-fn strip_port(authority: &str) -> &str {
+pub fn strip_port(authority: &str) -> &str {
     if authority.starts_with('[') {
         return match authority.find(']') {
             Some(end) => &authority[..=end],
@@ -141,14 +166,7 @@ impl RequestMatch {
         }
         for (name, m) in &self.headers {
             // A repeated header matches when any of its values does.
-            let mut found = false;
-            for value in req.headers.get_all(name) {
-                if value.to_str().is_ok_and(|v| m.matches(v)) {
-                    found = true;
-                    break;
-                }
-            }
-            if !found {
+            if !req.headers.any(name, |v| m.matches(v)) {
                 return false;
             }
         }

@@ -177,11 +177,12 @@ impl<T> RouteTable<T> {
             self.scan(list, req, &mut best);
         }
         for (name, by_value) in &idx.exact_header {
-            for value in req.headers.get_all(name) {
-                if let Some(list) = value.to_str().ok().and_then(|v| by_value.get(v)) {
+            req.headers.any(name, |v| {
+                if let Some(list) = by_value.get(v) {
                     self.scan(list, req, &mut best);
                 }
-            }
+                false
+            });
         }
         for &len in &idx.prefix_lengths {
             if len > req.path.len() {

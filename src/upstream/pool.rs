@@ -7,13 +7,16 @@
 //! there so that a stray use from another thread stays correct.
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::io::ReadBuf;
 
+use super::connect::UpstreamIo;
 use super::{ConnectError, Endpoint, RequestBody};
 use crate::config::Protocol;
 use crate::runtime::worker_id;
@@ -36,6 +39,8 @@ pub(super) struct Pool {
 #[derive(Debug, Default)]
 struct Slot {
     idle: Vec<Idle>,
+    /// Idle connections of weir's own HTTP/1.1 path, oldest first.
+    raw: Vec<RawIdle>,
     h2: Option<http2::SendRequest<RequestBody>>,
     /// HTTP/2 connection attempts finished so far, and whether the last one failed.
     h2_attempts: u64,
@@ -74,6 +79,95 @@ impl Pool {
             }
         }
         None
+    }
+}
+
+#[derive(Debug)]
+struct RawIdle {
+    conn: RawConn,
+    since: Instant,
+}
+
+/// An HTTP/1.1 connection of weir's own HTTP/1.1 path: the socket itself, read and
+/// written by the client connection's task, with no driver task or channel between.
+#[derive(Debug)]
+pub struct RawConn {
+    pub io: UpstreamIo,
+    reused: bool,
+    _guard: ConnGuard,
+}
+
+impl RawConn {
+    /// True when the connection came from the idle pool: the upstream may have closed
+    /// it at the very moment it was taken, so a request that fails on it before any
+    /// answer may be tried again on another connection.
+    pub fn reused(&self) -> bool {
+        self.reused
+    }
+
+    /// Whether an idle connection can carry another request: nothing arrived on it
+    /// since it went idle (no close, no stray bytes). This costs no system call unless
+    /// the socket became readable, because tokio tracks readiness.
+    fn still_open(&self) -> bool {
+        let (tcp, tls) = match &self.io {
+            UpstreamIo::Plain(s) => (s, false),
+            UpstreamIo::Tls(s) => (s.get_ref().0, true),
+        };
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut byte = [0u8; 1];
+        let mut buf = ReadBuf::new(&mut byte);
+        match tcp.poll_peek(&mut cx, &mut buf) {
+            Poll::Pending => true,
+            // TLS 1.3 servers send session tickets after the handshake; rustls reads
+            // them with the next response.
+            Poll::Ready(Ok(n)) => n > 0 && tls,
+            Poll::Ready(Err(_)) => false,
+        }
+    }
+}
+
+impl Endpoint {
+    /// A connection for weir's own HTTP/1.1 path: the newest idle one that is still
+    /// open, else a new one. `fresh` skips the pool (upgrades, and retries after a
+    /// pooled connection failed).
+    pub async fn checkout_raw(&self, fresh: bool) -> Result<RawConn, ConnectError> {
+        if !fresh {
+            let index = self.pool.slot_index();
+            loop {
+                let idle = self.pool.slot(index).raw.pop();
+                match idle {
+                    Some(idle) if idle.since.elapsed() < IDLE_TIMEOUT && idle.conn.still_open() => {
+                        let mut conn = idle.conn;
+                        conn.reused = true;
+                        return Ok(conn);
+                    }
+                    Some(_) => continue,
+                    None => break,
+                }
+            }
+        }
+        let io = self.connect().await?;
+        Ok(RawConn {
+            io,
+            reused: false,
+            _guard: ConnGuard::new(&self.stats),
+        })
+    }
+
+    /// Gives a connection back after a complete exchange. The oldest idle ones are
+    /// closed once past the idle timeout, so a burst's connections do not linger.
+    pub fn release_raw(&self, conn: RawConn) {
+        let now = Instant::now();
+        let mut slot = self.pool.slot(self.pool.slot_index());
+        let stale = slot
+            .raw
+            .iter()
+            .take_while(|idle| now.duration_since(idle.since) >= IDLE_TIMEOUT)
+            .count();
+        slot.raw.drain(..stale);
+        if slot.raw.len() < MAX_IDLE {
+            slot.raw.push(RawIdle { conn, since: now });
+        }
     }
 }
 
@@ -170,6 +264,7 @@ impl ConnReturn {
 }
 
 /// Counts a live upstream connection for as long as its driver task runs.
+#[derive(Debug)]
 struct ConnGuard(Arc<crate::telemetry::DestinationStats>);
 
 impl ConnGuard {
