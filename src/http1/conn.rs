@@ -118,10 +118,14 @@ pub async fn serve<I>(
     let grace = DRAIN_GRACE.min(settings.drain_timeout / 2);
     let mut timer = pin!(tokio::time::sleep(settings.idle_timeout));
     'requests: loop {
-        // The idle timeout also bounds how long a request head may take to arrive.
-        timer
-            .as_mut()
-            .reset(tokio::time::Instant::now() + settings.idle_timeout);
+        // The idle timeout also bounds how long a request head may take to arrive;
+        // once draining, an idle connection only gets the grace.
+        let wait = if draining {
+            grace
+        } else {
+            settings.idle_timeout
+        };
+        timer.as_mut().reset(tokio::time::Instant::now() + wait);
         let (req, exchange, target) = loop {
             match c.prepare() {
                 Parsed::Request(req, exchange, target) => break (req, exchange, target),
@@ -238,22 +242,24 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Client<I> {
             return Parsed::Request(req, exchange, Target::NoRoute);
         };
         let destination = route.split.pick().clone();
-        let mut exchange = Exchange::start(
-            start,
-            destination.stats.clone(),
-            Some(route.clone()),
-            meta,
-            log,
-        );
-        let target = if destination.protocol == Protocol::Http1 {
+        let start_exchange = |route: &Arc<Route>| {
+            Exchange::start(
+                start,
+                destination.stats.clone(),
+                Some(route.clone()),
+                meta,
+                log,
+            )
+        };
+        let (exchange, target) = if destination.protocol == Protocol::Http1 {
             req.upgrade = head.upgrade;
+            let mut exchange = start_exchange(&route);
             let id = encode::request_head(&mut self.wbuf, &head, &self.downstream.forwarding);
             set_request_id(&mut exchange, &self.wbuf, id);
-            Target::Raw { route, destination }
+            (exchange, Target::Raw { route, destination })
         } else {
-            let mut parts = match request_parts(&head) {
-                Some(parts) => parts,
-                None => return Parsed::Reject(400, "invalid request target or header"),
+            let Some(mut parts) = request_parts(&head) else {
+                return Parsed::Reject(400, "invalid request target or header");
             };
             headers::prepare_request(
                 &mut parts,
@@ -261,14 +267,19 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Client<I> {
                 destination.protocol,
                 false,
             );
+            let mut exchange = start_exchange(&route);
             if let Some(log) = exchange.log_fields_mut() {
                 log.request_id = parts.headers.get(&headers::X_REQUEST_ID).cloned();
             }
-            Target::Hyper {
-                route,
-                destination,
-                parts: Box::new(parts),
-            }
+            let parts = Box::new(parts);
+            (
+                exchange,
+                Target::Hyper {
+                    route,
+                    destination,
+                    parts,
+                },
+            )
         };
         self.rbuf.consume(head_len);
         Parsed::Request(req, exchange, target)

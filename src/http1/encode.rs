@@ -138,6 +138,8 @@ pub(super) fn response_head(
         let keep = match role(h.name) {
             Role::EndToEnd => resp.listed.is_empty() || !resp.listed.contains(h.name),
             Role::Upgrade => resp.status == 101,
+            // A chunked body's length is its framing's business (RFC 9112 §6.3).
+            Role::ContentLength => resp.framing != Framing::Chunked,
             Role::Connection | Role::HopByHop | Role::TransferEncoding | Role::Te => false,
             _ => true,
         };
