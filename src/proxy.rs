@@ -22,6 +22,7 @@ pub use flags::{ResponseFlag, local_reply};
 use headers::Forwarding;
 
 use crate::config::Protocol;
+use crate::http1::{self, RawBody, RawSendError};
 use crate::routing::RequestView;
 use crate::state::Shared;
 use crate::telemetry::{RequestProtocol, SecurityPolicy};
@@ -131,6 +132,36 @@ pub async fn serve(
     if let Some(log) = exchange.log_fields_mut() {
         log.request_id = parts.headers.get(&headers::X_REQUEST_ID).cloned();
     }
+    // The route's timeout covers the whole exchange, response body included (Envoy's
+    // route timeout), so the same timer moves into the body once headers arrive.
+    let mut deadline = route
+        .timeout
+        .map(|t| Box::pin(tokio::time::sleep_until((start + t).into())));
+    if destination.protocol == Protocol::Http1 && !upgrade && body.is_end_stream() {
+        // The common case: no body to stream, so the raw pooled connections of weir's
+        // own HTTP/1.1 path carry it, with no connection task or channel in between.
+        drop(body);
+        let forwarded = match deadline.as_mut() {
+            None => forward_raw(&destination, &parts).await,
+            Some(sleep) => tokio::select! {
+                biased;
+                result = forward_raw(&destination, &parts) => result,
+                () = sleep.as_mut() => Err(ResponseFlag::UpstreamTimeout),
+            },
+        };
+        let (resp, endpoint) = match forwarded {
+            Ok(ok) => ok,
+            Err(flag) => return Ok(local_reply(flag, exchange)),
+        };
+        exchange.set_endpoint(endpoint.label.clone());
+        let (parts, body) = resp.into_parts();
+        exchange.set_response(parts.status, None);
+        if protocol == RequestProtocol::Grpc {
+            exchange.observe_grpc_status(&parts.headers);
+        }
+        let body = ResponseBody::raw(body, exchange, deadline);
+        return Ok(Response::from_parts(parts, body));
+    }
     let body = if body.is_end_stream() {
         RequestBody::new(body, None)
     } else {
@@ -139,12 +170,6 @@ pub async fn serve(
         RequestBody::new(body, Some(counter))
     };
     let req = Request::from_parts(parts, body);
-
-    // The route's timeout covers the whole exchange, response body included (Envoy's
-    // route timeout), so the same timer moves into the body once headers arrive.
-    let mut deadline = route
-        .timeout
-        .map(|t| Box::pin(tokio::time::sleep_until((start + t).into())));
     let forwarded = match deadline.as_mut() {
         None => forward(&destination, req, upgrade).await,
         Some(sleep) => tokio::select! {
@@ -193,6 +218,44 @@ fn is_grpc<B>(req: &Request<B>) -> bool {
     req.headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// Sends a body-less request to the destination's next endpoint over a raw pooled
+/// HTTP/1.1 connection, with the same retries as [`forward`]: a connect failure once on
+/// the next endpoint, and a pooled connection the upstream closed as it was taken once
+/// on a new connection.
+async fn forward_raw(
+    destination: &Destination,
+    parts: &http::request::Parts,
+) -> Result<(Response<RawBody>, Arc<Endpoint>), ResponseFlag> {
+    let endpoints = destination.endpoints();
+    let mut index = destination.next_endpoint();
+    let mut connect_retry = endpoints.len() > 1;
+    let mut fresh = false;
+    loop {
+        let endpoint = &endpoints[index];
+        let conn = match endpoint.checkout_raw(fresh).await {
+            Ok(conn) => conn,
+            Err(error) => {
+                endpoint.note_connect_failure(&destination.name, &error);
+                if connect_retry {
+                    connect_retry = false;
+                    index = (index + 1) % endpoints.len();
+                    continue;
+                }
+                return Err(ResponseFlag::UpstreamConnectFailure);
+            }
+        };
+        let reused = conn.reused();
+        match http1::send_bodyless(endpoint.clone(), conn, parts).await {
+            Ok(resp) => return Ok((resp, endpoint.clone())),
+            Err(RawSendError::Stale) if reused && !fresh => fresh = true,
+            Err(error) => {
+                tracing::debug!(destination = %destination.name, endpoint = %endpoint.label, %error, "upstream failed");
+                return Err(ResponseFlag::UpstreamConnectionTermination);
+            }
+        }
+    }
 }
 
 /// Forwards to the destination's next endpoint. A connect failure is tried once more on

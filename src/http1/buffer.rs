@@ -21,8 +21,12 @@ pub(super) struct Buffer {
 
 impl Buffer {
     pub(super) fn new() -> Self {
+        Self::with_capacity(INITIAL)
+    }
+
+    pub(super) fn with_capacity(n: usize) -> Self {
         Buffer {
-            data: vec![0; INITIAL],
+            data: vec![0; n],
             start: 0,
             end: 0,
         }

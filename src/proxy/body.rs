@@ -17,6 +17,7 @@ use hyper::body::Incoming;
 use tokio::time::Sleep;
 
 use super::ResponseFlag;
+use crate::http1::RawBody;
 use crate::snapshot::Route;
 use crate::telemetry::{DestinationStats, Outcome, RequestProtocol, SecurityPolicy};
 use crate::upstream::ConnReturn;
@@ -214,6 +215,11 @@ enum Kind {
         /// The route's deadline, still running while the body streams.
         deadline: Option<Pin<Box<Sleep>>>,
     },
+    /// An HTTP/1.1 upstream's body read straight from a raw pooled connection.
+    Raw {
+        inner: RawBody,
+        deadline: Option<Pin<Box<Sleep>>>,
+    },
     /// A short body weir wrote itself.
     Local(Option<Bytes>),
 }
@@ -224,6 +230,8 @@ enum Kind {
 pub enum BodyError {
     #[error("upstream response body failed: {0}")]
     Upstream(#[source] hyper::Error),
+    #[error("upstream response body failed: {0}")]
+    UpstreamIo(#[source] std::io::Error),
     #[error("the route's timeout expired while the response body was streaming")]
     Timeout,
 }
@@ -277,6 +285,24 @@ impl ResponseBody {
         body
     }
 
+    /// A body read from a raw upstream connection (which goes back to its pool by
+    /// itself once the body ended).
+    pub(crate) fn raw(
+        inner: RawBody,
+        exchange: Exchange,
+        deadline: Option<Pin<Box<Sleep>>>,
+    ) -> Self {
+        let done = inner.is_end_stream();
+        let mut body = ResponseBody {
+            kind: Kind::Raw { inner, deadline },
+            exchange: Some(exchange),
+        };
+        if done {
+            body.complete();
+        }
+        body
+    }
+
     fn count(&mut self, n: usize) {
         if let Some(x) = &mut self.exchange {
             x.add_response_bytes(n as u64);
@@ -291,6 +317,9 @@ impl ResponseBody {
             }
             *deadline = None;
         }
+        if let Kind::Raw { deadline, .. } = &mut self.kind {
+            *deadline = None;
+        }
         self.exchange = None;
     }
 
@@ -301,6 +330,9 @@ impl ResponseBody {
         if let Kind::Upstream { conn, deadline, .. } = &mut self.kind {
             // Half-read: never reuse it.
             *conn = None;
+            *deadline = None;
+        }
+        if let Kind::Raw { deadline, .. } = &mut self.kind {
             *deadline = None;
         }
         self.exchange = None;
@@ -354,6 +386,36 @@ impl Body for ResponseBody {
                     }
                 }
             }
+            Kind::Raw { inner, deadline } => {
+                if let Some(d) = deadline
+                    && d.as_mut().poll(cx).is_ready()
+                {
+                    this.fail(ResponseFlag::UpstreamTimeout);
+                    return Poll::Ready(Some(Err(BodyError::Timeout)));
+                }
+                let polled = Pin::new(&mut *inner).poll_frame(cx);
+                let at_end = inner.is_end_stream();
+                match polled {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(None) => {
+                        this.complete();
+                        Poll::Ready(None)
+                    }
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Some(data) = frame.data_ref() {
+                            this.count(data.len());
+                        }
+                        if at_end {
+                            this.complete();
+                        }
+                        Poll::Ready(Some(Ok(frame)))
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        this.fail(ResponseFlag::UpstreamConnectionTermination);
+                        Poll::Ready(Some(Err(BodyError::UpstreamIo(e))))
+                    }
+                }
+            }
         }
     }
 
@@ -361,6 +423,7 @@ impl Body for ResponseBody {
         match &self.kind {
             Kind::Local(bytes) => bytes.is_none(),
             Kind::Upstream { inner, .. } => inner.is_end_stream(),
+            Kind::Raw { inner, .. } => inner.is_end_stream(),
         }
     }
 
@@ -370,6 +433,7 @@ impl Body for ResponseBody {
                 SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
             }
             Kind::Upstream { inner, .. } => inner.size_hint(),
+            Kind::Raw { inner, .. } => inner.size_hint(),
         }
     }
 }
