@@ -10,6 +10,10 @@
 # (LOAD_CPU). Everything listens on 127.0.0.1 ports picked free at start, and everything
 # the script starts is stopped by PID when it exits.
 #
+# All proxies run side by side (idle ones cost nothing) and the repetitions are
+# interleaved: each round measures every proxy in every scenario, so a noisy minute of
+# a shared machine falls on all of them rather than on one.
+#
 # Per proxy and scenario it reports the median over REPS runs of requests/s, p50 and p99
 # latency, and the proxy's CPU time per request (user+system from /proc/PID/stat over the
 # run, divided by the requests served), plus idle and loaded RSS, and each peer's ratio
@@ -78,14 +82,13 @@ pids+=($!)
 wait_port "$B1"; wait_port "$B3"
 
 # --- the proxies under test, on the proxy CPU -----------------------------------------
-WEIR_PORT=$(free_port); WEIR_ADMIN=$(free_port)
 NGINX_PORT=$(free_port); NGINX_H2=$(free_port)
 HAPROXY_PORT=$(free_port); HAPROXY_H2=$(free_port)
 
-weir_config() { # $1 = file, $2 = extra routes (count), $3 = telemetry true|false
+weir_config() { # $1 = file, $2 = extra routes (count), $3 = telemetry true|false, $4 = port
   {
-    echo "listen: 127.0.0.1:$WEIR_PORT"
-    echo "admin: 127.0.0.1:$WEIR_ADMIN"
+    echo "listen: 127.0.0.1:$4"
+    echo "admin: 127.0.0.1:$(free_port)"
     echo "service: bench"
     echo "access_log: false"
     echo "telemetry: $3"
@@ -105,9 +108,10 @@ weir_config() { # $1 = file, $2 = extra routes (count), $3 = telemetry true|fals
     echo "    split: { release: 80, baseline: 10, canary: 10 }"
   } > "$1"
 }
-weir_config "$work/weir.yaml" 0 true
-weir_config "$work/weir-1000.yaml" 999 true
-weir_config "$work/weir-notelemetry.yaml" 0 false
+WEIR_PORT=$(free_port); WEIR_1000_PORT=$(free_port); WEIR_NOTEL_PORT=$(free_port)
+weir_config "$work/weir.yaml" 0 true "$WEIR_PORT"
+weir_config "$work/weir-1000.yaml" 999 true "$WEIR_1000_PORT"
+weir_config "$work/weir-notelemetry.yaml" 0 false "$WEIR_NOTEL_PORT"
 
 cat > "$work/nginx-proxy.conf" <<CONF
 worker_processes 1;
@@ -159,29 +163,25 @@ backend split
 CONF
 
 PROXY_PID=""
+declare -A PID PORT H2PORT
 start_proxy() { # $1 = name
   case $1 in
-    weir*)
-      local cfg=$work/weir.yaml
-      [ "$1" = weir-1000routes ] && cfg=$work/weir-1000.yaml
-      [ "$1" = weir-notelemetry ] && cfg=$work/weir-notelemetry.yaml
-      taskset -c "$PROXY_CPU" "$WEIR" --log-level warn run --config "$cfg" &
-      PROXY_PID=$!; PORT=$WEIR_PORT; H2PORT=$WEIR_PORT ;;
-    nginx)
-      taskset -c "$PROXY_CPU" nginx -c "$work/nginx-proxy.conf" -p "$work" -e /dev/null &
-      PROXY_PID=$!; PORT=$NGINX_PORT; H2PORT=$NGINX_H2 ;;
-    haproxy)
-      taskset -c "$PROXY_CPU" haproxy -q -f "$work/haproxy.cfg" &
-      PROXY_PID=$!; PORT=$HAPROXY_PORT; H2PORT=$HAPROXY_H2 ;;
+    weir) taskset -c "$PROXY_CPU" "$WEIR" --log-level warn run --config "$work/weir.yaml" &
+      PORT[$1]=$WEIR_PORT ;;
+    weir-1000routes) taskset -c "$PROXY_CPU" "$WEIR" --log-level warn run --config "$work/weir-1000.yaml" &
+      PORT[$1]=$WEIR_1000_PORT ;;
+    weir-notelemetry) taskset -c "$PROXY_CPU" "$WEIR" --log-level warn run --config "$work/weir-notelemetry.yaml" &
+      PORT[$1]=$WEIR_NOTEL_PORT ;;
+    nginx) taskset -c "$PROXY_CPU" nginx -c "$work/nginx-proxy.conf" -p "$work" -e /dev/null &
+      PORT[$1]=$NGINX_PORT; H2PORT[$1]=$NGINX_H2 ;;
+    haproxy) taskset -c "$PROXY_CPU" haproxy -q -f "$work/haproxy.cfg" &
+      PORT[$1]=$HAPROXY_PORT; H2PORT[$1]=$HAPROXY_H2 ;;
   esac
-  pids+=("$PROXY_PID")
-  wait_port "$PORT"
+  PID[$1]=$!
+  pids+=("${PID[$1]}")
+  H2PORT[$1]=${H2PORT[$1]:-${PORT[$1]}}
+  wait_port "${PORT[$1]}"
   sleep 0.3
-}
-stop_proxy() {
-  kill "$PROXY_PID" 2>/dev/null || true
-  wait "$PROXY_PID" 2>/dev/null || true
-  sleep 0.5
 }
 # All processes of the proxy (nginx has a master and a worker).
 proxy_tree() { echo "$PROXY_PID $(pgrep -P "$PROXY_PID" | tr '\n' ' ')"; }
@@ -229,33 +229,37 @@ PY
 
 IDLE=$work/idle.tsv
 : > "$IDLE"
-run_proxy() { # $1 = name, $2... = scenarios
-  local name=$1; shift
-  start_proxy "$name"
-  echo "$name	$(awk "BEGIN{printf \"%.1f\", $(rss_kib)/1024}")" >> "$IDLE"
-  # Warm up: pools, caches, page faults.
-  taskset -c "$LOAD_CPU" wrk -t1 -c64 -d2s "http://127.0.0.1:$PORT/" >/dev/null 2>&1 || true
-  for scenario in "$@"; do
-    local port=$PORT
-    [ "$scenario" = h2-64 ] && port=$H2PORT
-    for rep in $(seq "$REPS"); do
-      measure "$name" "$scenario" "$port" "$rep"
-    done
-  done
-  stop_proxy
-}
-
 echo "backend alone (the ceiling)..."
 PROXY_PID=$(pgrep -f "nginx -c $work/backend/nginx.conf" | head -1)
 for rep in $(seq "$REPS"); do measure backend h1-64 "$B1" "$rep"; done
 for rep in $(seq "$REPS"); do measure backend h1-256 "$B1" "$rep"; done
-for p in weir nginx haproxy; do
-  echo "$p..."
-  run_proxy "$p" h1-64 h1-256 h2-64
+
+PROXIES=(weir nginx haproxy weir-1000routes weir-notelemetry)
+for p in "${PROXIES[@]}"; do
+  start_proxy "$p"
+  PROXY_PID=${PID[$p]}
+  echo "$p	$(awk "BEGIN{printf \"%.1f\", $(rss_kib)/1024}")" >> "$IDLE"
 done
-echo "weir with 1,000 routes and with telemetry off..."
-run_proxy weir-1000routes h1-64
-run_proxy weir-notelemetry h1-64
+for p in "${PROXIES[@]}"; do
+  # Warm up: pools, caches, page faults.
+  taskset -c "$LOAD_CPU" wrk -t1 -c64 -d2s "http://127.0.0.1:${PORT[$p]}/" >/dev/null 2>&1 || true
+done
+for rep in $(seq "$REPS"); do
+  echo "round $rep of $REPS..."
+  for scenario in h1-64 h1-256 h2-64; do
+    for p in weir nginx haproxy; do
+      PROXY_PID=${PID[$p]}
+      port=${PORT[$p]}
+      [ "$scenario" = h2-64 ] && port=${H2PORT[$p]}
+      measure "$p" "$scenario" "$port" "$rep"
+    done
+  done
+  # weir with 1,000 routes and with telemetry off, against weir's h1-64 of this round.
+  for p in weir-1000routes weir-notelemetry; do
+    PROXY_PID=${PID[$p]}
+    measure "$p" h1-64 "${PORT[$p]}" "$rep"
+  done
+done
 
 python3 - "$RESULTS" "$IDLE" "$REPS" "$DURATION" <<'PY'
 import statistics, sys, collections, math
@@ -269,7 +273,7 @@ def med(key, i):
     vals = [r[i] for r in by[key] if not math.isnan(r[i])]
     return statistics.median(vals) if vals else float("nan")
 print()
-print(f"weir load benchmark: median of {reps} runs of {duration}s (h2load: fixed request count); proxy on one CPU, load+backend on the other")
+print(f"weir load benchmark: median of {reps} interleaved rounds of {duration}s runs (h2load: fixed request count); proxy on one CPU, load+backend on the other")
 print()
 print("| proxy | scenario | req/s | p50 ms | p99 ms | CPU µs/req | idle RSS MiB | loaded RSS MiB | errors | req/s vs weir | CPU/req vs weir |")
 print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")

@@ -27,6 +27,9 @@ use crate::state::Shared;
 
 pub type AdminResponse = Response<Full<Bytes>>;
 
+/// How often idle pooled upstream connections are checked for timeout or close.
+const IDLE_SWEEP: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Who may change things through the admin API.
 #[derive(Debug, Clone, Default)]
 pub struct AdminAuth {
@@ -57,6 +60,14 @@ pub async fn serve(
         loop {
             tick.tick().await;
             rotating.stats.rotate_windows();
+        }
+    });
+    let sweeping = shared.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(IDLE_SWEEP);
+        loop {
+            tick.tick().await;
+            sweeping.registry.sweep_idle();
         }
     });
     loop {

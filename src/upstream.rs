@@ -165,6 +165,18 @@ impl EndpointRegistry {
         })
     }
 
+    /// Closes idle pooled connections that timed out or that their upstream closed
+    /// (called every few seconds from the admin thread).
+    pub fn sweep_idle(&self) {
+        let live: Vec<Arc<Endpoint>> = {
+            let map = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());
+            map.values().filter_map(Weak::upgrade).collect()
+        };
+        for endpoint in live {
+            endpoint.pool.sweep();
+        }
+    }
+
     /// The TLS states of the live endpoints, each once, for certificate reloads.
     pub fn client_tls(&self) -> Vec<Arc<ClientTls>> {
         let map = self.endpoints.lock().unwrap_or_else(|e| e.into_inner());

@@ -234,6 +234,34 @@ async fn pooled_connections_the_upstream_closed_are_not_reused() {
     .await;
 }
 
+/// Idle pooled connections the upstream closed are closed by weir too, without a
+/// request having to find them: the upstream connection gauge goes back to 0.
+#[tokio::test]
+async fn idle_connections_the_upstream_closed_are_swept() {
+    within(60, async {
+        let (upstream, _) = short_keepalive_upstream().await;
+        let weir = weir_to(upstream, "http1").await;
+        let mut tx = h1_conn(weir.listen).await;
+        assert_eq!(send(&mut tx, Method::GET, "/once").await.status, 200);
+        let active = |v: &serde_json::Value| v["destinations"]["up"]["upstream_active"].as_i64();
+        let json = admin_json(weir.admin, "/stats/connections").await;
+        assert_eq!(active(&json), Some(1), "{json}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let json = admin_json(weir.admin, "/stats/connections").await;
+            if active(&json) == Some(0) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never swept: {json}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+}
+
 /// An upstream that ends every connection after `per_conn` requests: HTTP/1.1 says
 /// `Connection: close` on the last answer, HTTP/2 sends GOAWAY after it.
 async fn rotating_upstream(http2: bool, per_conn: usize) -> (SocketAddr, Arc<AtomicUsize>) {

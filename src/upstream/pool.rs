@@ -71,6 +71,16 @@ impl Pool {
         self.slots[index].lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Closes idle raw connections past the idle timeout or closed by the upstream, so
+    /// a pool nobody draws from does not hold sockets in CLOSE_WAIT.
+    pub(super) fn sweep(&self) {
+        for index in 0..self.slots.len() {
+            let mut slot = self.slot(index);
+            slot.raw
+                .retain(|idle| idle.since.elapsed() < IDLE_TIMEOUT && idle.conn.still_open());
+        }
+    }
+
     fn take_idle(&self, index: usize) -> Option<http1::SendRequest<RequestBody>> {
         let mut slot = self.slot(index);
         while let Some(idle) = slot.idle.pop() {
