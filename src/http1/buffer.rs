@@ -32,6 +32,15 @@ impl Buffer {
         }
     }
 
+    /// A buffer with no memory, as a placeholder.
+    pub(super) fn empty() -> Self {
+        Self::with_capacity(0)
+    }
+
+    pub(super) fn capacity(&self) -> usize {
+        self.data.len()
+    }
+
     /// The bytes read and not yet consumed.
     #[inline]
     pub(super) fn filled(&self) -> &[u8] {
@@ -85,7 +94,7 @@ impl Buffer {
             return true;
         }
         if self.data.len() < limit {
-            let grown = (self.data.len() * 2).min(limit);
+            let grown = (self.data.len() * 2).max(1024).min(limit);
             self.data.resize(grown, 0);
             return true;
         }

@@ -4,6 +4,7 @@
 //! socket. Only requests without a body come this way (most requests); ones with a body
 //! keep hyper's client, which streams them.
 
+use std::cell::RefCell;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -22,6 +23,34 @@ use crate::upstream::{Endpoint, RawConn};
 /// A response's read buffer starts this small: heads and small bodies fit, and a
 /// request in flight on HTTP/2 holds one.
 const RESPONSE_BUFFER: usize = 4 * 1024;
+
+thread_local! {
+    /// Response buffers of finished responses, reused by the next ones on this thread:
+    /// a fresh buffer is a zeroed allocation per request.
+    static SPARE_BUFFERS: RefCell<Vec<Buffer>> = const { RefCell::new(Vec::new()) };
+}
+
+/// How many spare response buffers a thread keeps (more are freed).
+const MAX_SPARE_BUFFERS: usize = 256;
+
+fn response_buffer() -> Buffer {
+    SPARE_BUFFERS
+        .with(|spare| spare.borrow_mut().pop())
+        .unwrap_or_else(|| Buffer::with_capacity(RESPONSE_BUFFER))
+}
+
+fn recycle(mut buf: Buffer) {
+    if buf.capacity() != RESPONSE_BUFFER {
+        return;
+    }
+    buf.clear();
+    SPARE_BUFFERS.with(|spare| {
+        let mut spare = spare.borrow_mut();
+        if spare.len() < MAX_SPARE_BUFFERS {
+            spare.push(buf);
+        }
+    });
+}
 
 /// Why a request sent over a raw connection got no response head.
 #[derive(Debug, thiserror::Error)]
@@ -63,48 +92,52 @@ pub async fn send_bodyless(
     written.await.map_err(|_| RawSendError::Stale)?;
 
     let head_request = parts.method == Method::HEAD;
-    let mut buf = Buffer::with_capacity(RESPONSE_BUFFER);
+    let mut buf = response_buffer();
     let mut received = false;
     loop {
-        let mut storage = head::header_storage();
-        let parsed = match head::parse_response(buf.filled(), &mut storage, head_request) {
-            Err(_) => return Err(RawSendError::Upstream("malformed response head")),
-            Ok(None) => None,
-            // Interim responses are dropped, as Envoy does; a 101 was not asked for.
-            Ok(Some(h)) if h.status < 200 && h.status != 101 => Some((h.len, None)),
-            Ok(Some(h)) if h.status == 101 => {
-                return Err(RawSendError::Upstream(
-                    "101 to a request that asked no upgrade",
-                ));
-            }
-            Ok(Some(h)) => {
-                let mut resp = Response::new(());
-                *resp.status_mut() = StatusCode::from_u16(h.status)
-                    .map_err(|_| RawSendError::Upstream("invalid status code"))?;
-                *resp.version_mut() = Version::HTTP_11;
-                let headers = resp.headers_mut();
-                headers.reserve(h.headers.len());
-                for line in h.headers {
-                    let keep = match role(line.name) {
-                        Role::Connection
-                        | Role::HopByHop
-                        | Role::TransferEncoding
-                        | Role::Te
-                        | Role::Upgrade => false,
-                        Role::ContentLength => h.framing != Framing::Chunked,
-                        Role::EndToEnd => h.listed.is_empty() || !h.listed.contains(line.name),
-                        _ => true,
-                    };
-                    if keep
-                        && let (Ok(name), Ok(value)) = (
-                            HeaderName::from_bytes(line.name.as_bytes()),
-                            HeaderValue::from_bytes(line.value),
-                        )
-                    {
-                        headers.append(name, value);
-                    }
+        // The header storage (4 KiB) stays in this block, out of the future's state
+        // across the read below: a smaller future is cheaper to spawn and move.
+        let parsed = {
+            let mut storage = head::header_storage();
+            match head::parse_response(buf.filled(), &mut storage, head_request) {
+                Err(_) => return Err(RawSendError::Upstream("malformed response head")),
+                Ok(None) => None,
+                // Interim responses are dropped, as Envoy does; a 101 was not asked for.
+                Ok(Some(h)) if h.status < 200 && h.status != 101 => Some((h.len, None)),
+                Ok(Some(h)) if h.status == 101 => {
+                    return Err(RawSendError::Upstream(
+                        "101 to a request that asked no upgrade",
+                    ));
                 }
-                Some((h.len, Some((resp, h.framing, h.reusable))))
+                Ok(Some(h)) => {
+                    let mut resp = Response::new(());
+                    *resp.status_mut() = StatusCode::from_u16(h.status)
+                        .map_err(|_| RawSendError::Upstream("invalid status code"))?;
+                    *resp.version_mut() = Version::HTTP_11;
+                    let headers = resp.headers_mut();
+                    headers.reserve(h.headers.len());
+                    for line in h.headers {
+                        let keep = match role(line.name) {
+                            Role::Connection
+                            | Role::HopByHop
+                            | Role::TransferEncoding
+                            | Role::Te
+                            | Role::Upgrade => false,
+                            Role::ContentLength => h.framing != Framing::Chunked,
+                            Role::EndToEnd => h.listed.is_empty() || !h.listed.contains(line.name),
+                            _ => true,
+                        };
+                        if keep
+                            && let (Ok(name), Ok(value)) = (
+                                HeaderName::from_bytes(line.name.as_bytes()),
+                                HeaderValue::from_bytes(line.value),
+                            )
+                        {
+                            headers.append(name, value);
+                        }
+                    }
+                    Some((h.len, Some((resp, h.framing, h.reusable))))
+                }
             }
         };
         match parsed {
@@ -189,6 +222,12 @@ impl RawBody {
         {
             self.endpoint.release_raw(conn);
         }
+    }
+}
+
+impl Drop for RawBody {
+    fn drop(&mut self) {
+        recycle(std::mem::replace(&mut self.buf, Buffer::empty()));
     }
 }
 
