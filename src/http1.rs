@@ -21,5 +21,5 @@ mod exchange;
 mod fallback;
 mod head;
 
-pub use client::{RawBody, RawSendError, send_bodyless};
+pub use client::{RawBody, RawSendError, request_head, send_bodyless};
 pub use conn::serve;

@@ -123,15 +123,6 @@ pub async fn serve(
     } else {
         None
     };
-    headers::prepare_request(
-        &mut parts,
-        &downstream.forwarding,
-        destination.protocol,
-        upgrade,
-    );
-    if let Some(log) = exchange.log_fields_mut() {
-        log.request_id = parts.headers.get(&headers::X_REQUEST_ID).cloned();
-    }
     // The route's timeout covers the whole exchange, response body included (Envoy's
     // route timeout), so the same timer moves into the body once headers arrive.
     let mut deadline = route
@@ -141,11 +132,19 @@ pub async fn serve(
         // The common case: no body to stream, so the raw pooled connections of weir's
         // own HTTP/1.1 path carry it, with no connection task or channel in between.
         drop(body);
+        let mut head = Vec::with_capacity(512);
+        let want_id = exchange.log_fields_mut().is_some();
+        let id = http1::request_head(&mut head, &parts, &downstream.forwarding, want_id);
+        if let Some(log) = exchange.log_fields_mut() {
+            log.request_id = id;
+        }
+        let head_request = parts.method == http::Method::HEAD;
+        drop(parts);
         let forwarded = match deadline.as_mut() {
-            None => forward_raw(&destination, &parts).await,
+            None => forward_raw(&destination, &head, head_request).await,
             Some(sleep) => tokio::select! {
                 biased;
-                result = forward_raw(&destination, &parts) => result,
+                result = forward_raw(&destination, &head, head_request) => result,
                 () = sleep.as_mut() => Err(ResponseFlag::UpstreamTimeout),
             },
         };
@@ -162,6 +161,15 @@ pub async fn serve(
         let body = ResponseBody::raw(body, exchange, deadline);
         return Ok(Response::from_parts(parts, body));
     }
+    headers::prepare_request(
+        &mut parts,
+        &downstream.forwarding,
+        destination.protocol,
+        upgrade,
+    );
+    if let Some(log) = exchange.log_fields_mut() {
+        log.request_id = parts.headers.get(&headers::X_REQUEST_ID).cloned();
+    }
     let body = if body.is_end_stream() {
         RequestBody::new(body, None)
     } else {
@@ -170,11 +178,14 @@ pub async fn serve(
         RequestBody::new(body, Some(counter))
     };
     let req = Request::from_parts(parts, body);
+    // Boxed: hyper's client futures are large, and inline they would make the future
+    // of every request (most take the raw path above) that large.
+    let forwarding = Box::pin(forward(&destination, req, upgrade));
     let forwarded = match deadline.as_mut() {
-        None => forward(&destination, req, upgrade).await,
+        None => forwarding.await,
         Some(sleep) => tokio::select! {
             biased;
-            result = forward(&destination, req, upgrade) => result,
+            result = forwarding => result,
             () = sleep.as_mut() => Err(ResponseFlag::UpstreamTimeout),
         },
     };
@@ -226,7 +237,8 @@ fn is_grpc<B>(req: &Request<B>) -> bool {
 /// on a new connection.
 async fn forward_raw(
     destination: &Destination,
-    parts: &http::request::Parts,
+    head: &[u8],
+    head_request: bool,
 ) -> Result<(Response<RawBody>, Arc<Endpoint>), ResponseFlag> {
     let endpoints = destination.endpoints();
     let mut index = destination.next_endpoint();
@@ -247,7 +259,7 @@ async fn forward_raw(
             }
         };
         let reused = conn.reused();
-        match http1::send_bodyless(endpoint.clone(), conn, parts).await {
+        match http1::send_bodyless(endpoint.clone(), conn, head, head_request).await {
             Ok(resp) => return Ok((resp, endpoint.clone())),
             Err(RawSendError::Stale) if reused && !fresh => fresh = true,
             Err(error) => {

@@ -11,13 +11,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderName, HeaderValue, Method, Response, StatusCode, Version, request};
+use http::{HeaderName, HeaderValue, Response, StatusCode, Version, header, request};
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::AsyncWriteExt;
 
 use super::body::BodyState;
 use super::buffer::Buffer;
 use super::head::{self, Framing, MAX_HEAD, Role, role};
+use crate::proxy::headers::{self, Forwarding, request_id_bytes};
 use crate::upstream::{Endpoint, RawConn};
 
 /// A response's read buffer starts this small: heads and small bodies fit, and a
@@ -63,35 +64,110 @@ pub enum RawSendError {
     Upstream(&'static str),
 }
 
-/// Sends a request without a body on `conn` (its head already prepared for HTTP/1.1:
-/// origin-form target, `Host`, hop-by-hop headers gone) and returns the response, its
-/// body streaming from the connection, which goes back to `endpoint`'s pool once the
-/// body was read to the end.
-pub async fn send_bodyless(
-    endpoint: Arc<Endpoint>,
-    mut conn: RawConn,
+/// Writes the HTTP/1.1 head for a request hyper's HTTP/2 server parsed, with the
+/// proxy's edits (the ones `proxy::headers::prepare_request` makes for hyper's client)
+/// applied while writing rather than to the header map: hop-by-hop headers out, one
+/// `cookie` line, `x-forwarded-for` appended, `x-forwarded-proto` set, `x-request-id`
+/// kept or generated, `host` from the authority. Returns the request id when `want_id`
+/// (for the access log).
+pub fn request_head(
+    out: &mut Vec<u8>,
     parts: &request::Parts,
-) -> Result<Response<RawBody>, RawSendError> {
-    let mut out = Vec::with_capacity(512);
+    fwd: &Forwarding,
+    want_id: bool,
+) -> Option<HeaderValue> {
+    out.clear();
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
     let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    let (mut host, mut cookies, mut forwarded_for) = (false, 0, false);
+    let mut request_id = None;
     for (name, value) in &parts.headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
+        if name == header::HOST {
+            host = true;
+        } else if name == header::COOKIE {
+            cookies += 1;
+            continue;
+        } else if name == headers::X_FORWARDED_FOR {
+            forwarded_for = true;
+            continue;
+        } else if name == headers::X_FORWARDED_PROTO {
+            continue;
+        } else if name == headers::X_REQUEST_ID {
+            request_id = Some(value);
+        } else if name == header::TE {
+            if !value.as_bytes().eq_ignore_ascii_case(b"trailers") {
+                continue;
+            }
+        } else if headers::is_hop_by_hop(name) {
+            continue;
+        }
+        line(out, name.as_str().as_bytes(), value.as_bytes());
+    }
+    if !host && let Some(authority) = parts.uri.authority() {
+        line(out, b"host", authority.as_str().as_bytes());
+    }
+    if cookies > 0 {
+        // HTTP/2 may split cookies over several fields; HTTP/1.1 wants one
+        // (RFC 9113 §8.2.3).
+        out.extend_from_slice(b"cookie: ");
+        for (i, c) in parts.headers.get_all(header::COOKIE).iter().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b"; ");
+            }
+            out.extend_from_slice(c.as_bytes());
+        }
         out.extend_from_slice(b"\r\n");
     }
+    out.extend_from_slice(b"x-forwarded-for: ");
+    if forwarded_for {
+        for v in parts.headers.get_all(&headers::X_FORWARDED_FOR) {
+            out.extend_from_slice(v.as_bytes());
+            out.extend_from_slice(b", ");
+        }
+    }
+    out.extend_from_slice(fwd.client_ip.as_bytes());
+    out.extend_from_slice(b"\r\nx-forwarded-proto: ");
+    out.extend_from_slice(fwd.proto.as_bytes());
     out.extend_from_slice(b"\r\n");
+    let id = match request_id {
+        Some(kept) => want_id.then(|| kept.clone()),
+        None => {
+            let generated = request_id_bytes();
+            line(out, b"x-request-id", &generated);
+            want_id
+                .then(|| HeaderValue::from_bytes(&generated).ok())
+                .flatten()
+        }
+    };
+    out.extend_from_slice(b"\r\n");
+    id
+}
+
+fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Sends a request without a body, its head written by [`request_head`], on `conn`
+/// and returns the response, its body streaming from the connection, which goes back
+/// to `endpoint`'s pool once the body was read to the end.
+pub async fn send_bodyless(
+    endpoint: Arc<Endpoint>,
+    mut conn: RawConn,
+    head: &[u8],
+    head_request: bool,
+) -> Result<Response<RawBody>, RawSendError> {
     let written = async {
-        conn.io.write_all(&out).await?;
+        conn.io.write_all(head).await?;
         conn.io.flush().await
     };
     written.await.map_err(|_| RawSendError::Stale)?;
 
-    let head_request = parts.method == Method::HEAD;
     let mut buf = response_buffer();
     let mut received = false;
     loop {

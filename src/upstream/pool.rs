@@ -156,7 +156,9 @@ impl Endpoint {
                 }
             }
         }
-        let io = self.connect().await?;
+        // Boxed: connecting (a TLS handshake included) is a large future, and inline it
+        // would make every request's future that large, moved on every spawn.
+        let io = Box::pin(self.connect()).await?;
         Ok(RawConn {
             io,
             reused: false,
