@@ -240,23 +240,14 @@ async fn forward_raw(
     head: &[u8],
     head_request: bool,
 ) -> Result<(Response<RawBody>, Arc<Endpoint>), ResponseFlag> {
-    let endpoints = destination.endpoints();
-    let mut index = destination.next_endpoint();
-    let mut connect_retry = endpoints.len() > 1;
+    let mut cursor = destination.cursor();
     let mut fresh = false;
     loop {
-        let endpoint = &endpoints[index];
+        let endpoint = cursor.endpoint();
         let conn = match endpoint.checkout_raw(fresh).await {
             Ok(conn) => conn,
-            Err(error) => {
-                endpoint.note_connect_failure(&destination.name, &error);
-                if connect_retry {
-                    connect_retry = false;
-                    index = (index + 1) % endpoints.len();
-                    continue;
-                }
-                return Err(ResponseFlag::UpstreamConnectFailure);
-            }
+            Err(error) if cursor.connect_failed(&error) => continue,
+            Err(_) => return Err(ResponseFlag::UpstreamConnectFailure),
         };
         let reused = conn.reused();
         match http1::send_bodyless(endpoint.clone(), conn, head, head_request).await {
@@ -278,23 +269,14 @@ pub(crate) async fn forward(
     mut req: Request<RequestBody>,
     upgrade: bool,
 ) -> Result<(Response<Incoming>, Option<ConnReturn>, Arc<Endpoint>), ResponseFlag> {
-    let endpoints = destination.endpoints();
-    let mut index = destination.next_endpoint();
-    let mut connect_retry = endpoints.len() > 1;
+    let mut cursor = destination.cursor();
     let mut unsent_retries = 0;
     loop {
-        let endpoint = &endpoints[index];
+        let endpoint = cursor.endpoint();
         let lease = match endpoint.checkout(upgrade).await {
             Ok(lease) => lease,
-            Err(error) => {
-                endpoint.note_connect_failure(&destination.name, &error);
-                if connect_retry {
-                    connect_retry = false;
-                    index = (index + 1) % endpoints.len();
-                    continue;
-                }
-                return Err(ResponseFlag::UpstreamConnectFailure);
-            }
+            Err(error) if cursor.connect_failed(&error) => continue,
+            Err(_) => return Err(ResponseFlag::UpstreamConnectFailure),
         };
         match lease.send(req).await {
             Ok((resp, conn)) => return Ok((resp, conn, endpoint.clone())),

@@ -37,6 +37,43 @@ impl Destination {
     pub fn next_endpoint(&self) -> usize {
         self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len()
     }
+
+    /// The endpoints one request tries: the next one by round robin, then, after a
+    /// connect failure, the one after it once (Envoy's `connect-failure` retry).
+    pub fn cursor(&self) -> EndpointCursor<'_> {
+        EndpointCursor {
+            index: self.next_endpoint(),
+            retry_left: self.endpoints.len() > 1,
+            destination: self,
+        }
+    }
+}
+
+/// Which endpoint of a destination a request is on; see [`Destination::cursor`].
+#[derive(Debug)]
+pub struct EndpointCursor<'a> {
+    destination: &'a Destination,
+    index: usize,
+    retry_left: bool,
+}
+
+impl<'a> EndpointCursor<'a> {
+    pub fn endpoint(&self) -> &'a Arc<Endpoint> {
+        &self.destination.endpoints[self.index]
+    }
+
+    /// Notes a connect failure on the current endpoint and moves to the next one when
+    /// the retry is left; false when the request has no endpoint left to try.
+    pub fn connect_failed(&mut self, error: &ConnectError) -> bool {
+        self.endpoint()
+            .note_connect_failure(&self.destination.name, error);
+        if !self.retry_left {
+            return false;
+        }
+        self.retry_left = false;
+        self.index = (self.index + 1) % self.destination.endpoints.len();
+        true
+    }
 }
 
 /// One `host:port` of a destination, with its connection pool.

@@ -83,12 +83,10 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Client<I> {
         self.wbuf.extend_from_slice(&self.rbuf.filled()[..n]);
         self.rbuf.consume(n);
 
-        let endpoints = destination.endpoints();
-        let mut index = destination.next_endpoint();
-        let mut connect_retry = endpoints.len() > 1;
+        let mut cursor = destination.cursor();
         let mut stale_retries = 0;
         let (mut conn, endpoint, resp) = loop {
-            let endpoint = &endpoints[index];
+            let endpoint = cursor.endpoint();
             let fresh = req.upgrade || stale_retries > 0;
             let mut conn = match with_deadline(deadline, endpoint.checkout_raw(fresh)).await {
                 None => {
@@ -97,10 +95,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Client<I> {
                         .await;
                 }
                 Some(Err(error)) => {
-                    endpoint.note_connect_failure(&destination.name, &error);
-                    if connect_retry {
-                        connect_retry = false;
-                        index = (index + 1) % endpoints.len();
+                    if cursor.connect_failed(&error) {
                         continue;
                     }
                     let flag = ResponseFlag::UpstreamConnectFailure;
