@@ -348,73 +348,41 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
-        match &mut this.kind {
-            Kind::Local(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+        let polled = match &mut this.kind {
+            Kind::Local(bytes) => return Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Upstream {
                 inner, deadline, ..
-            } => {
-                if let Some(d) = deadline
-                    && d.as_mut().poll(cx).is_ready()
-                {
-                    this.fail(ResponseFlag::UpstreamTimeout);
-                    return Poll::Ready(Some(Err(BodyError::Timeout)));
-                }
-                let polled = Pin::new(&mut *inner).poll_frame(cx);
-                let at_end = inner.is_end_stream();
-                match polled {
-                    Poll::Pending => Poll::Pending,
-                    Poll::Ready(None) => {
-                        this.complete();
-                        Poll::Ready(None)
-                    }
-                    Poll::Ready(Some(Ok(frame))) => {
-                        if let Some(data) = frame.data_ref() {
-                            this.count(data.len());
-                        } else if let (Some(trailers), Some(x)) =
-                            (frame.trailers_ref(), this.exchange.as_mut())
-                        {
-                            x.observe_grpc_status(trailers);
-                        }
-                        if at_end {
-                            this.complete();
-                        }
-                        Poll::Ready(Some(Ok(frame)))
-                    }
-                    Poll::Ready(Some(Err(e))) => {
-                        this.fail(ResponseFlag::UpstreamConnectionTermination);
-                        Poll::Ready(Some(Err(BodyError::Upstream(e))))
-                    }
-                }
-            }
+            } => poll_upstream(inner, deadline, cx, BodyError::Upstream),
             Kind::Raw { inner, deadline } => {
-                if let Some(d) = deadline
-                    && d.as_mut().poll(cx).is_ready()
+                poll_upstream(inner, deadline, cx, BodyError::UpstreamIo)
+            }
+        };
+        match polled {
+            Polled::TimedOut => {
+                this.fail(ResponseFlag::UpstreamTimeout);
+                Poll::Ready(Some(Err(BodyError::Timeout)))
+            }
+            Polled::Frame(Poll::Pending, _) => Poll::Pending,
+            Polled::Frame(Poll::Ready(None), _) => {
+                this.complete();
+                Poll::Ready(None)
+            }
+            Polled::Frame(Poll::Ready(Some(Ok(frame))), at_end) => {
+                if let Some(data) = frame.data_ref() {
+                    this.count(data.len());
+                } else if let (Some(trailers), Some(x)) =
+                    (frame.trailers_ref(), this.exchange.as_mut())
                 {
-                    this.fail(ResponseFlag::UpstreamTimeout);
-                    return Poll::Ready(Some(Err(BodyError::Timeout)));
+                    x.observe_grpc_status(trailers);
                 }
-                let polled = Pin::new(&mut *inner).poll_frame(cx);
-                let at_end = inner.is_end_stream();
-                match polled {
-                    Poll::Pending => Poll::Pending,
-                    Poll::Ready(None) => {
-                        this.complete();
-                        Poll::Ready(None)
-                    }
-                    Poll::Ready(Some(Ok(frame))) => {
-                        if let Some(data) = frame.data_ref() {
-                            this.count(data.len());
-                        }
-                        if at_end {
-                            this.complete();
-                        }
-                        Poll::Ready(Some(Ok(frame)))
-                    }
-                    Poll::Ready(Some(Err(e))) => {
-                        this.fail(ResponseFlag::UpstreamConnectionTermination);
-                        Poll::Ready(Some(Err(BodyError::UpstreamIo(e))))
-                    }
+                if at_end {
+                    this.complete();
                 }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Polled::Frame(Poll::Ready(Some(Err(e))), _) => {
+                this.fail(ResponseFlag::UpstreamConnectionTermination);
+                Poll::Ready(Some(Err(e)))
             }
         }
     }
@@ -436,6 +404,29 @@ impl Body for ResponseBody {
             Kind::Raw { inner, .. } => inner.size_hint(),
         }
     }
+}
+
+/// One poll of an upstream body: its frame (and whether the body is now at its end),
+/// or the route's deadline passing first.
+enum Polled {
+    TimedOut,
+    Frame(Poll<Option<Result<Frame<Bytes>, BodyError>>>, bool),
+}
+
+fn poll_upstream<B: Body<Data = Bytes> + Unpin>(
+    inner: &mut B,
+    deadline: &mut Option<Pin<Box<Sleep>>>,
+    cx: &mut Context<'_>,
+    error: impl FnOnce(B::Error) -> BodyError,
+) -> Polled {
+    if let Some(d) = deadline
+        && d.as_mut().poll(cx).is_ready()
+    {
+        return Polled::TimedOut;
+    }
+    let polled = Pin::new(&mut *inner).poll_frame(cx);
+    let at_end = inner.is_end_stream();
+    Polled::Frame(polled.map(|f| f.map(|r| r.map_err(error))), at_end)
 }
 
 impl Drop for ResponseBody {
