@@ -17,6 +17,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::body::BodyState;
 use super::buffer::Buffer;
+use super::encode::line;
 use super::head::{self, Framing, MAX_HEAD, Role, role};
 use crate::proxy::headers::{self, Forwarding, request_id_bytes};
 use crate::upstream::{Endpoint, RawConn};
@@ -144,13 +145,6 @@ pub fn request_head(
     };
     out.extend_from_slice(b"\r\n");
     id
-}
-
-fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    out.extend_from_slice(name);
-    out.extend_from_slice(b": ");
-    out.extend_from_slice(value);
-    out.extend_from_slice(b"\r\n");
 }
 
 /// Sends a request without a body, its head written by [`request_head`], on `conn`

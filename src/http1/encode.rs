@@ -110,7 +110,7 @@ pub(super) enum ConnectionHeader {
 }
 
 impl ConnectionHeader {
-    fn line(self) -> &'static [u8] {
+    pub(super) fn line(self) -> &'static [u8] {
         match self {
             ConnectionHeader::Default => b"",
             ConnectionHeader::Close => b"connection: close\r\n",
@@ -186,7 +186,8 @@ pub(super) fn local_reply(
     }
 }
 
-fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+/// One header line.
+pub(super) fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(name);
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);

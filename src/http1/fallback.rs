@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use super::body::BodyState;
 use super::buffer::Buffer;
 use super::conn::{Client, Next, RequestInfo};
+use super::encode::line;
 use super::exchange::{Failure, with_deadline};
 use super::head::MAX_HEAD;
 use crate::proxy::{Exchange, ResponseFlag, forward, headers};
@@ -106,15 +107,8 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Client<I> {
             self.wbuf
                 .extend_from_slice(b"transfer-encoding: chunked\r\n");
         }
-        match req.connection_header(open) {
-            super::encode::ConnectionHeader::Close => {
-                self.wbuf.extend_from_slice(b"connection: close\r\n")
-            }
-            super::encode::ConnectionHeader::KeepAlive => {
-                self.wbuf.extend_from_slice(b"connection: keep-alive\r\n")
-            }
-            _ => {}
-        }
+        self.wbuf
+            .extend_from_slice(req.connection_header(open).line());
         self.wbuf.extend_from_slice(b"\r\n");
         // The exchange is recorded before the last bytes go out, so a client that
         // reads its response and then scrapes the metrics finds the request counted.
@@ -195,10 +189,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Client<I> {
 
 fn header_lines(out: &mut Vec<u8>, headers: &http::HeaderMap) {
     for (name, value) in headers {
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        line(out, name.as_str().as_bytes(), value.as_bytes());
     }
 }
 
