@@ -4,6 +4,7 @@
 #
 #   bash benches/load.sh                    # full run (about 8 minutes)
 #   REPS=1 DURATION=5 bash benches/load.sh  # a quick look
+#   SCENARIOS=h2-64 REPS=5 bash benches/load.sh  # only some scenarios (h1-64 h1-256 h2-64)
 #
 # Layout: the proxy under test runs alone on CPU 0 (PROXY_CPU); wrk/h2load and the
 # backend (nginx answering `return 200` with a small body, keep-alive on) share CPU 1
@@ -26,6 +27,7 @@ DURATION=${DURATION:-10}
 PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 H2_REQUESTS=${H2_REQUESTS:-400000}
+SCENARIOS=${SCENARIOS:-h1-64 h1-256 h2-64}
 
 need() { command -v "$1" >/dev/null 2>&1; }
 missing=()
@@ -231,8 +233,10 @@ IDLE=$work/idle.tsv
 : > "$IDLE"
 echo "backend alone (the ceiling)..."
 PROXY_PID=$(pgrep -f "nginx -c $work/backend/nginx.conf" | head -1)
-for rep in $(seq "$REPS"); do measure backend h1-64 "$B1" "$rep"; done
-for rep in $(seq "$REPS"); do measure backend h1-256 "$B1" "$rep"; done
+for scenario in $SCENARIOS; do
+  [ "$scenario" = h2-64 ] && continue
+  for rep in $(seq "$REPS"); do measure backend "$scenario" "$B1" "$rep"; done
+done
 
 PROXIES=(weir nginx haproxy weir-1000routes weir-notelemetry)
 for p in "${PROXIES[@]}"; do
@@ -246,7 +250,7 @@ for p in "${PROXIES[@]}"; do
 done
 for rep in $(seq "$REPS"); do
   echo "round $rep of $REPS..."
-  for scenario in h1-64 h1-256 h2-64; do
+  for scenario in $SCENARIOS; do
     for p in weir nginx haproxy; do
       PROXY_PID=${PID[$p]}
       port=${PORT[$p]}
@@ -255,6 +259,7 @@ for rep in $(seq "$REPS"); do
     done
   done
   # weir with 1,000 routes and with telemetry off, against weir's h1-64 of this round.
+  [[ " $SCENARIOS " == *" h1-64 "* ]] || continue
   for p in weir-1000routes weir-notelemetry; do
     PROXY_PID=${PID[$p]}
     measure "$p" h1-64 "${PORT[$p]}" "$rep"

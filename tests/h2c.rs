@@ -276,3 +276,63 @@ async fn preface_arriving_in_pieces_is_still_http2() {
     })
     .await;
 }
+
+/// Bodies larger than every flow-control window on the way (weir's 1 MiB receive
+/// windows, the client's 2 MiB stream window) keep moving in both directions, on
+/// concurrent streams of one connection: weir hands receive capacity back as the
+/// upstream takes the upload, and waits for send capacity for the downloads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_larger_than_the_windows_flow_both_ways() {
+    within(120, async {
+        const SIZE: usize = 6 * 1024 * 1024;
+        let mut profile = weir::synthetic::Profile::new("big");
+        profile.body_bytes = Some(SIZE);
+        let weir = weir_with(synthetic_with(profile).await, "http1").await;
+        let client = h2_client();
+        let upload = Bytes::from(vec![b'u'; 5 * 1024 * 1024]);
+        let mut calls = Vec::new();
+        for i in 0..4 {
+            let (client, url) = (client.clone(), weir.url(&format!("/down/{i}")));
+            calls.push(tokio::spawn(async move { get(&client, &url).await }));
+        }
+        let got = fetch(&client, post(&weir.url("/up"), upload)).await;
+        assert_eq!(got.status, 200);
+        assert_eq!(got.header("x-weir-request-bytes"), Some("5242880"));
+        for call in calls {
+            let got = call.await.unwrap();
+            assert_eq!(got.status, 200);
+            assert_eq!(got.body.len(), SIZE);
+        }
+        let line = weir
+            .wait_access("the big POST", |v| v["path"] == "/up")
+            .await;
+        assert_eq!(line["request_bytes"], 5_242_880);
+    })
+    .await;
+}
+
+/// weir's own replies carry a `Date` (RFC 9110 section 6.6.1), over both protocols.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_replies_carry_a_date() {
+    within(60, async {
+        let weir = Weir::start(
+            r#"
+destinations:
+  up: { endpoints: ["127.0.0.1:9"] }
+routes:
+  - name: only-shop
+    match: { authority: shop }
+    split: { up: 1 }
+"#,
+        )
+        .await;
+        for client in [h1_client(), h2_client()] {
+            let got = get(&client, &weir.url("/")).await;
+            assert_eq!(got.status, 404);
+            assert_eq!(got.header("x-weir-response-flags"), Some("NR"));
+            let date = got.header("date").expect("a date header");
+            assert!(date.ends_with(" GMT") && date.len() == 29, "{date}");
+        }
+    })
+    .await;
+}

@@ -173,6 +173,7 @@ pub(super) fn local_reply(
         .unwrap_or("");
     out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\ncontent-type: text/plain; charset=utf-8\r\n");
+    line(out, b"date", crate::civil::http_date_now().as_bytes());
     if let Some(flag) = flag {
         line(out, b"x-weir-response-flags", flag.as_bytes());
     }
@@ -278,9 +279,17 @@ mod tests {
             ConnectionHeader::Default,
             false,
         );
+        let text = String::from_utf8(out).unwrap();
+        let (head, date_and_rest) = text.split_once("date: ").unwrap();
         assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nx-weir-response-flags: UF\r\ncontent-length: 5\r\n\r\ndown\n"
+            head,
+            "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        );
+        let (date, rest) = date_and_rest.split_once("\r\n").unwrap();
+        assert!(date.ends_with(" GMT") && date.len() == 29, "{date}");
+        assert_eq!(
+            rest,
+            "x-weir-response-flags: UF\r\ncontent-length: 5\r\n\r\ndown\n"
         );
     }
 }
