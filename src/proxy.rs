@@ -27,7 +27,7 @@ use crate::routing::RequestView;
 use crate::state::Shared;
 use crate::telemetry::{RequestProtocol, SecurityPolicy};
 use crate::tls::TlsInfo;
-use crate::upstream::{ConnReturn, Destination, Endpoint, RequestBody, SendError};
+use crate::upstream::{ConnReturn, Destination, Endpoint, Replay, RequestBody, SendError};
 
 /// How many times a request that a pooled connection handed back unsent is tried again
 /// before weir gives up on the endpoint.
@@ -262,8 +262,9 @@ async fn forward_raw(
 }
 
 /// Forwards to the destination's next endpoint. A connect failure is tried once more on
-/// the next endpoint (Envoy's `connect-failure` retry); nothing else is retried, because
-/// the request may have had effects upstream.
+/// the next endpoint (Envoy's `connect-failure` retry), and a request an HTTP/2 upstream
+/// refused unprocessed is sent again on a new connection (Envoy's `refused-stream`
+/// retry); nothing else is retried, because the request may have had effects upstream.
 pub(crate) async fn forward(
     destination: &Destination,
     mut req: Request<RequestBody>,
@@ -271,6 +272,7 @@ pub(crate) async fn forward(
 ) -> Result<(Response<Incoming>, Option<ConnReturn>, Arc<Endpoint>), ResponseFlag> {
     let mut cursor = destination.cursor();
     let mut unsent_retries = 0;
+    let replay = (destination.protocol == Protocol::Http2).then(|| Replay::keep(&mut req));
     loop {
         let endpoint = cursor.endpoint();
         let lease = match endpoint.checkout(upgrade).await {
@@ -284,6 +286,17 @@ pub(crate) async fn forward(
                 unsent_retries += 1;
                 req = *unsent;
             }
+            Err(SendError::Refused(error)) => match replay.as_ref().and_then(Replay::again) {
+                Some(again) if unsent_retries < MAX_UNSENT_RETRIES => {
+                    tracing::debug!(destination = %destination.name, endpoint = %endpoint.label, %error, "stream refused unprocessed; sending again");
+                    unsent_retries += 1;
+                    req = again;
+                }
+                _ => {
+                    tracing::debug!(destination = %destination.name, endpoint = %endpoint.label, %error, "stream refused; not sent again");
+                    return Err(ResponseFlag::UpstreamConnectionTermination);
+                }
+            },
             Err(e) if e.is_downstream() => {
                 return Err(ResponseFlag::DownstreamConnectionTermination);
             }

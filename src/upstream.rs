@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-pub use body::{BodyChunk, RequestBody};
+pub use body::{BodyChunk, Replay, RequestBody};
 pub use connect::{ConnectError, UpstreamIo};
 pub use pool::{ConnReturn, Lease, RawConn, SendError};
 

@@ -45,6 +45,9 @@ struct Slot {
     /// HTTP/2 connection attempts finished so far, and whether the last one failed.
     h2_attempts: u64,
     h2_failed: bool,
+    /// The attempt that opened `h2`: a lease remembers it, so that a connection seen
+    /// going away is retired only if it is still the slot's current one.
+    h2_generation: u64,
 }
 
 #[derive(Debug)]
@@ -189,6 +192,10 @@ pub enum SendError {
     /// The pooled connection turned out closed before the request went out: the
     /// request comes back unsent and may be retried on another connection.
     Unsent(Box<Request<RequestBody>>),
+    /// The HTTP/2 upstream refused the stream without processing it (a GOAWAY that
+    /// left it out, or REFUSED_STREAM; RFC 9113 section 8.7): the request may be sent
+    /// again, and the connection was retired from the pool.
+    Refused(hyper::Error),
     /// The connection failed after the request was (maybe partly) sent.
     Reset(hyper::Error),
 }
@@ -215,7 +222,11 @@ enum LeasedConn {
         tx: http1::SendRequest<RequestBody>,
         slot: usize,
     },
-    Http2(http2::SendRequest<RequestBody>),
+    Http2 {
+        tx: http2::SendRequest<RequestBody>,
+        slot: usize,
+        generation: u64,
+    },
 }
 
 impl Lease {
@@ -246,12 +257,34 @@ impl Lease {
                 Ok(resp) => Ok((resp, Some(ConnReturn { endpoint, slot, tx }))),
                 Err(err) => Err(unsent(err)),
             },
-            LeasedConn::Http2(mut tx) => match tx.try_send_request(req).await {
+            LeasedConn::Http2 {
+                mut tx,
+                slot,
+                generation,
+            } => match tx.try_send_request(req).await {
                 Ok(resp) => Ok((resp, None)),
-                Err(err) => Err(unsent(err)),
+                Err(err) => match unsent(err) {
+                    SendError::Reset(source) if refused_unprocessed(&source) => {
+                        // Going away: new requests must not be given to it.
+                        endpoint.retire_h2(slot, generation);
+                        Err(SendError::Refused(source))
+                    }
+                    other => Err(other),
+                },
             },
         }
     }
+}
+
+/// Whether an HTTP/2 request failed because the upstream refused its stream before
+/// processing it: a GOAWAY whose last stream id left it out (h2 reports those as a
+/// remote GOAWAY on the stream), or a REFUSED_STREAM reset.
+fn refused_unprocessed(error: &hyper::Error) -> bool {
+    std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<h2::Error>())
+        .is_some_and(|h2| {
+            (h2.is_go_away() && h2.is_remote()) || h2.reason() == Some(h2::Reason::REFUSED_STREAM)
+        })
 }
 
 /// A pooled HTTP/1.1 connection lent to one exchange; [`ConnReturn::release`] puts it
@@ -320,8 +353,15 @@ impl Endpoint {
                 Ok(lease(LeasedConn::Http1 { tx, slot }, false))
             }
             Protocol::Http2 => {
-                let (tx, reused) = self.h2_sender(slot).await?;
-                Ok(lease(LeasedConn::Http2(tx), reused))
+                let (tx, generation, reused) = self.h2_sender(slot).await?;
+                Ok(lease(
+                    LeasedConn::Http2 {
+                        tx,
+                        slot,
+                        generation,
+                    },
+                    reused,
+                ))
             }
         }
     }
@@ -355,16 +395,21 @@ impl Endpoint {
     }
 
     /// The worker's HTTP/2 connection to this endpoint, opened on first use or when the
-    /// previous one closed. The flag says whether it was already open.
+    /// previous one closed or went away, with its generation. The flag says whether it
+    /// was already open.
     async fn h2_sender(
         &self,
         slot: usize,
-    ) -> Result<(http2::SendRequest<RequestBody>, bool), ConnectError> {
-        let open = |s: &Slot| s.h2.as_ref().filter(|tx| !tx.is_closed()).cloned();
+    ) -> Result<(http2::SendRequest<RequestBody>, u64, bool), ConnectError> {
+        let open = |s: &Slot| {
+            s.h2.as_ref()
+                .filter(|tx| !tx.is_closed())
+                .map(|tx| (tx.clone(), s.h2_generation, true))
+        };
         let seen = {
             let s = self.pool.slot(slot);
-            if let Some(tx) = open(&s) {
-                return Ok((tx, true));
+            if let Some(open) = open(&s) {
+                return Ok(open);
             }
             s.h2_attempts
         };
@@ -373,8 +418,8 @@ impl Endpoint {
         let _connecting = self.pool.h2_connecting[slot].lock().await;
         {
             let s = self.pool.slot(slot);
-            if let Some(tx) = open(&s) {
-                return Ok((tx, true));
+            if let Some(open) = open(&s) {
+                return Ok(open);
             }
             if s.h2_attempts != seen && s.h2_failed {
                 // The attempt this request waited for failed: fail with it, instead
@@ -393,7 +438,17 @@ impl Endpoint {
         s.h2_failed = opened.is_err();
         let tx = opened?;
         s.h2 = Some(tx.clone());
-        Ok((tx, false))
+        s.h2_generation = s.h2_attempts;
+        Ok((tx, s.h2_generation, false))
+    }
+
+    /// Stops handing out the slot's HTTP/2 connection of `generation` (it is going
+    /// away); the next request opens a new one while this one finishes its streams.
+    fn retire_h2(&self, slot: usize, generation: u64) {
+        let mut s = self.pool.slot(slot);
+        if s.h2_generation == generation {
+            s.h2 = None;
+        }
     }
 
     /// Opens a new HTTP/2 connection and starts its driver task.
