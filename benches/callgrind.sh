@@ -39,6 +39,9 @@ cleanup() {
   if [ -n "${KEEP:-}" ]; then echo "callgrind files kept in $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
+# nginx's worker drops root and must still write its callgrind file.
+chmod 755 "$work"
+mkdir -m 1777 "$work/cg"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() {
   for _ in $(seq 600); do
@@ -110,7 +113,7 @@ CONF
 # One count: $1 proxy (weir|nginx), $2 protocol (h1|h2), $3 requests. Prints the
 # instructions callgrind counted over the proxy's whole life.
 count() {
-  local out=$work/cg.$1.$2.$3 cmd port
+  local out=$work/cg/$1.$2.$3 cmd port
   case $1 in
     weir) cmd=("$WEIR" --log-level warn run --config "$work/weir.yaml"); port=$PORT ;;
     # nginx's master forks one worker; callgrind follows it (--trace-children).

@@ -187,7 +187,15 @@ start_proxy() { # $1 = name
 }
 # All processes of the proxy (nginx has a master and a worker).
 proxy_tree() { echo "$PROXY_PID $(pgrep -P "$PROXY_PID" | tr '\n' ' ')"; }
-cpu_ticks() { local t=0; for p in $(proxy_tree); do t=$((t + $(awk '{print $14 + $15}' /proc/"$p"/stat 2>/dev/null || echo 0))); done; echo "$t"; }
+# User and system CPU ticks of the proxy, as "USER,SYS".
+cpu_ticks() {
+  local u=0 s=0 p ticks
+  for p in $(proxy_tree); do
+    ticks=$(awk '{print $14 "," $15}' /proc/"$p"/stat 2>/dev/null || echo 0,0)
+    u=$((u + ${ticks%,*})); s=$((s + ${ticks#*,}))
+  done
+  echo "$u,$s"
+}
 rss_kib() { local t=0; for p in $(proxy_tree); do t=$((t + $(awk '/^VmRSS/{print $2}' /proc/"$p"/status 2>/dev/null || echo 0))); done; echo "$t"; }
 
 RESULTS=$work/results.tsv
@@ -224,8 +232,10 @@ else:
     # h2load gives min/max/mean/sd per request; report the mean as p50 and max as p99 are not
     # available: leave them empty rather than invent them.
     p50 = p99 = float("nan")
-cpu_us = (int(after) - int(before)) * 10_000  # 100 ticks per second
-print(f"{name}\t{scenario}\t{rps:.0f}\t{p50:.3f}\t{p99:.3f}\t{cpu_us / max(served, 1):.2f}\t{int(rss) / 1024:.1f}\t{errors}")
+(u0, s0), (u1, s1) = ([int(x) for x in t.split(",")] for t in (before, after))
+n = max(served, 1)
+user_us, sys_us = (u1 - u0) * 10_000 / n, (s1 - s0) * 10_000 / n  # 100 ticks per second
+print(f"{name}\t{scenario}\t{rps:.0f}\t{p50:.3f}\t{p99:.3f}\t{user_us + sys_us:.2f}\t{int(rss) / 1024:.1f}\t{errors}\t{user_us:.2f}\t{sys_us:.2f}")
 PY
 }
 
@@ -272,16 +282,16 @@ rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
 idle = dict(l.rstrip("\n").split("\t") for l in open(sys.argv[2]) if l.strip())
 reps, duration = sys.argv[3], sys.argv[4]
 by = collections.defaultdict(list)
-for name, sc, rps, p50, p99, cpu, rss, err in rows:
-    by[(name, sc)].append((float(rps), float(p50), float(p99), float(cpu), float(rss), int(err)))
+for name, sc, rps, p50, p99, cpu, rss, err, user, system in rows:
+    by[(name, sc)].append((float(rps), float(p50), float(p99), float(cpu), float(rss), int(err), float(user), float(system)))
 def med(key, i):
     vals = [r[i] for r in by[key] if not math.isnan(r[i])]
     return statistics.median(vals) if vals else float("nan")
 print()
 print(f"weir load benchmark: median of {reps} interleaved rounds of {duration}s runs (h2load: fixed request count); proxy on one CPU, load+backend on the other")
 print()
-print("| proxy | scenario | req/s | p50 ms | p99 ms | CPU µs/req | idle RSS MiB | loaded RSS MiB | errors | req/s vs weir | CPU/req vs weir |")
-print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("| proxy | scenario | req/s | p50 ms | p99 ms | CPU µs/req | user / sys µs | idle RSS MiB | loaded RSS MiB | errors | req/s vs weir | CPU/req vs weir |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 order = ["backend", "weir", "nginx", "haproxy", "weir-1000routes", "weir-notelemetry"]
 for sc in ["h1-64", "h1-256", "h2-64"]:
     for name in order:
@@ -289,12 +299,14 @@ for sc in ["h1-64", "h1-256", "h2-64"]:
         if key not in by:
             continue
         rps, p50, p99, cpu = (med(key, i) for i in range(4))
+        user, system = med(key, 6), med(key, 7)
         rss = max(r[4] for r in by[key]); err = sum(r[5] for r in by[key])
         w = ("weir", sc)
         ratio_rps = rps / med(w, 0) if w in by else float("nan")
         ratio_cpu = cpu / med(w, 3) if w in by and name != "backend" else float("nan")
         fmt = lambda v, d=2: "-" if math.isnan(v) else f"{v:.{d}f}"
-        print(f"| {name} | {sc} | {rps:,.0f} | {fmt(p50, 3)} | {fmt(p99, 3)} | {fmt(cpu) if name != 'backend' else '-'} | {idle.get(name, '-')} | {rss:.1f} | {err} | {fmt(ratio_rps)} | {fmt(ratio_cpu)} |")
+        split = f"{user:.1f} / {system:.1f}" if name != "backend" else "-"
+        print(f"| {name} | {sc} | {rps:,.0f} | {fmt(p50, 3)} | {fmt(p99, 3)} | {fmt(cpu) if name != 'backend' else '-'} | {split} | {idle.get(name, '-')} | {rss:.1f} | {err} | {fmt(ratio_rps)} | {fmt(ratio_cpu)} |")
 print()
 def g(name, sc, i): return med((name, sc), i) if (name, sc) in by else float("nan")
 print("goals (h1-64 / h1-256 / h2-64):")
