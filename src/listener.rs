@@ -2,6 +2,8 @@
 //! plaintext and HTTP/2 (prior knowledge) from HTTP/1.1 by the first bytes, serves them,
 //! and drains them on shutdown.
 
+mod idle;
+
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
@@ -14,11 +16,13 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
+use tokio::time::Instant;
 
 use crate::proxy::{self, Downstream};
 use crate::state::Shared;
 use crate::tls::server::Acceptor;
 use crate::tls::{ServerTls, TlsInfo, TlsMode};
+use idle::Activity;
 
 /// The HTTP/2 connection preface a prior-knowledge (h2c) client sends first.
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -34,8 +38,9 @@ const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 /// Timing settings of the listener.
 #[derive(Debug, Clone, Copy)]
 pub struct ListenerSettings {
-    /// How long a client connection may sit idle between HTTP/1.1 requests (and how
-    /// long a request's headers may take to arrive).
+    /// How long a client connection may sit idle: between HTTP/1.1 requests (and how
+    /// long a request's headers may take to arrive), or with no bytes moving on an
+    /// HTTP/2 connection.
     pub idle_timeout: Duration,
     /// How long in-flight requests get to finish once a drain began.
     pub drain_timeout: Duration,
@@ -233,17 +238,29 @@ where
     // on the way in; a pointer moves for less than the 1.6 KB request future.
     let service =
         service_fn(move |req| Box::pin(proxy::serve(shared.clone(), downstream.clone(), req)));
+    let activity = Activity::new();
     let conn = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .max_concurrent_streams(1024)
-        .serve_connection(TokioIo::new(io), service);
+        .serve_connection(TokioIo::new(activity.watch(io)), service);
     let mut conn = pin!(conn);
-    let result = tokio::select! {
-        result = conn.as_mut() => result,
-        () = drain.wait() => {
-            // GOAWAY: the client finishes open streams and opens no new ones.
-            conn.as_mut().graceful_shutdown();
-            conn.await
+    let result = loop {
+        let idle_at = activity.idle_at(settings.idle_timeout);
+        tokio::select! {
+            result = conn.as_mut() => break result,
+            () = drain.wait() => {
+                // GOAWAY: the client finishes open streams and opens no new ones.
+                conn.as_mut().graceful_shutdown();
+                break conn.await;
+            }
+            () = tokio::time::sleep_until(idle_at) => {
+                if Instant::now() >= activity.idle_at(settings.idle_timeout) {
+                    tracing::debug!(%peer, "HTTP/2 client connection idle; sending GOAWAY");
+                    conn.as_mut().graceful_shutdown();
+                    break conn.await;
+                }
+                // Bytes moved meanwhile: wait for the new idle instant.
+            }
         }
     };
     if let Err(error) = result {

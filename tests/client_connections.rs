@@ -1,6 +1,7 @@
 //! Client connection handling on the data plane: `idle_timeout` closes HTTP/1.1
-//! connections that sit idle (before a first request and between requests), and
-//! pipelined HTTP/1.1 requests are answered in order.
+//! connections that sit idle (before a first request and between requests) and sends
+//! HTTP/2 connections that sit idle a GOAWAY, and pipelined HTTP/1.1 requests are
+//! answered in order.
 
 mod support;
 
@@ -57,6 +58,47 @@ async fn idle_http1_connections_are_closed_after_idle_timeout() {
         );
         let took = closed_after(&mut stream).await;
         assert!(took >= Duration::from_millis(900), "closed after {took:?}");
+    })
+    .await;
+}
+
+/// An HTTP/2 connection in use stays open however long it lives; one with no bytes
+/// moving for `idle_timeout` gets a GOAWAY and is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_http2_connections_are_closed_after_idle_timeout() {
+    within(60, async {
+        let weir = weir_with_idle_timeout().await;
+        let stream = TcpStream::connect(weir.listen).await.unwrap();
+        let (mut tx, conn) =
+            hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                .timer(hyper_util::rt::TokioTimer::new())
+                .handshake::<_, ReqBody>(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        let conn = tokio::spawn(conn);
+        let get = |tx: &mut hyper::client::conn::http2::SendRequest<ReqBody>| {
+            tx.send_request(http::Request::get("http://shop/").body(empty()).unwrap())
+        };
+        // Busy for over 2 s, longer than the idle timeout, with a request every 400 ms.
+        let mut last_activity = Instant::now();
+        for i in 0..6 {
+            if i > 0 {
+                tokio::time::sleep(Duration::from_millis(400)).await;
+            }
+            let resp = get(&mut tx).await.expect("the busy connection stays open");
+            assert_eq!(resp.status(), 200);
+            let _ = read(resp).await.unwrap();
+            last_activity = Instant::now();
+        }
+        // Then idle: weir says GOAWAY and closes, so the client's connection ends.
+        tokio::time::timeout(Duration::from_secs(10), conn)
+            .await
+            .expect("weir kept an idle HTTP/2 connection open for 10s")
+            .unwrap()
+            .unwrap();
+        let took = last_activity.elapsed();
+        assert!(took >= Duration::from_millis(900), "closed after {took:?}");
+        assert!(get(&mut tx).await.is_err());
     })
     .await;
 }
