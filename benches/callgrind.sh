@@ -15,61 +15,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need() { command -v "$1" >/dev/null 2>&1; }
-missing=()
-need valgrind || missing+=(valgrind)
-need nginx || missing+=(nginx)
-need h2load || missing+=(nghttp2-client)
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing: ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-cargo build --release --locked --quiet
-WEIR=$PWD/target/release/weir
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  # Counts run in subshells, so their PIDs are in a file.
-  [ -f "$work/pids" ] && while read -r p; do pids+=("$p"); done < "$work/pids"
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  sleep 0.3
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  if [ -n "${KEEP:-}" ]; then echo "callgrind files kept in $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
+source benches/common.sh
+install_missing valgrind:valgrind nginx:nginx h2load:nghttp2-client
 # nginx's worker drops root and must still write its callgrind file.
 chmod 755 "$work"
 mkdir -m 1777 "$work/cg"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 600); do
-    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "port $1 did not open" >&2; return 1
-}
-
-B1=$(free_port); B2=$(free_port); B3=$(free_port)
-mkdir -p "$work/backend"
-cat > "$work/backend/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $work/backend/nginx.pid;
-error_log /dev/null crit;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 100000000;
-  server { listen 127.0.0.1:$B1; location / { return 200 "backend\n"; } }
-  server { listen 127.0.0.1:$B2; location / { return 200 "backend\n"; } }
-  server { listen 127.0.0.1:$B3; location / { return 200 "backend\n"; } }
-}
-CONF
-nginx -c "$work/backend/nginx.conf" -p "$work/backend" -e /dev/null &
-pids+=($!)
-wait_port "$B1"
+start_backend
 
 PORT=$(free_port); NGINX_H1=$(free_port); NGINX_H2=$(free_port)
 cat > "$work/weir.yaml" <<CONF
@@ -124,7 +75,7 @@ count() {
     "${cmd[@]}" > "$out.log" 2>&1 &
   local pid=$!
   echo "$pid" >> "$work/pids"
-  wait_port "$port"
+  wait_port "$port" 600
   if [ "$2" = h1 ]; then
     h2load --h1 -n "$3" -c 64 "http://127.0.0.1:$port/" > "$out.load" 2>&1
   else

@@ -29,59 +29,11 @@ LOAD_CPU=${LOAD_CPU:-1}
 H2_REQUESTS=${H2_REQUESTS:-400000}
 SCENARIOS=${SCENARIOS:-h1-64 h1-256 h2-64}
 
-need() { command -v "$1" >/dev/null 2>&1; }
-missing=()
-need wrk || missing+=(wrk)
-need nginx || missing+=(nginx)
-need haproxy || missing+=(haproxy)
-need h2load || missing+=(nghttp2-client)
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "installing: ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-cargo build --release --locked --quiet
-WEIR=$PWD/target/release/weir
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  sleep 0.3
-  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 100); do
-    (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "port $1 did not open" >&2; return 1
-}
+source benches/common.sh
+install_missing wrk:wrk nginx:nginx haproxy:haproxy h2load:nghttp2-client
 
 # --- the backend: one nginx worker, three ports, on the load CPU ----------------------
-B1=$(free_port); B2=$(free_port); B3=$(free_port)
-mkdir -p "$work/backend"
-cat > "$work/backend/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $work/backend/nginx.pid;
-error_log /dev/null crit;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 100000000;
-  keepalive_timeout 300s;
-  server { listen 127.0.0.1:$B1 reuseport; location / { return 200 "backend\n"; } }
-  server { listen 127.0.0.1:$B2 reuseport; location / { return 200 "backend\n"; } }
-  server { listen 127.0.0.1:$B3 reuseport; location / { return 200 "backend\n"; } }
-}
-CONF
-taskset -c "$LOAD_CPU" nginx -c "$work/backend/nginx.conf" -p "$work/backend" -e /dev/null &
-pids+=($!)
-wait_port "$B1"; wait_port "$B3"
+start_backend "$LOAD_CPU"
 
 # --- the proxies under test, on the proxy CPU -----------------------------------------
 NGINX_PORT=$(free_port); NGINX_H2=$(free_port)

@@ -320,14 +320,20 @@ mod tests {
         body.collect().await.unwrap().to_bytes().to_vec()
     }
 
-    #[tokio::test]
-    async fn a_refused_request_is_sent_again_whole() {
+    /// A request whose body comes over a channel, kept for replay, with "ab" sent.
+    async fn tapped() -> (mpsc::Sender<BodyChunk>, Request<RequestBody>, Replay) {
         let (tx, rx) = mpsc::channel(8);
         let mut req = request(RequestBody::channel(rx));
         let replay = Replay::keep(&mut req);
         tx.send(BodyChunk::Data(Bytes::from_static(b"ab")))
             .await
             .unwrap();
+        (tx, req, replay)
+    }
+
+    #[tokio::test]
+    async fn a_refused_request_is_sent_again_whole() {
+        let (tx, req, replay) = tapped().await;
         // The first attempt read a chunk, then its stream was refused.
         let mut first = req.into_body();
         let frame = first.frame().await.unwrap().unwrap();
@@ -377,12 +383,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_client_gone_mid_body_is_not_sent_again() {
-        let (tx, rx) = mpsc::channel(8);
-        let mut req = request(RequestBody::channel(rx));
-        let replay = Replay::keep(&mut req);
-        tx.send(BodyChunk::Data(Bytes::from_static(b"ab")))
-            .await
-            .unwrap();
+        let (tx, req, replay) = tapped().await;
         drop(tx);
         assert!(req.into_body().collect().await.is_err());
         assert!(replay.again().is_none());
