@@ -4,12 +4,15 @@
 
 mod idle;
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use http_body::{Body, Frame, SizeHint};
 use hyper::server::conn::http2;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -22,7 +25,7 @@ use crate::proxy::{self, Downstream};
 use crate::state::Shared;
 use crate::tls::server::Acceptor;
 use crate::tls::{ServerTls, TlsInfo, TlsMode};
-use idle::Activity;
+use idle::{OpenStreams, StreamGuard};
 
 /// The HTTP/2 connection preface a prior-knowledge (h2c) client sends first.
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -39,7 +42,7 @@ const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 #[derive(Debug, Clone, Copy)]
 pub struct ListenerSettings {
     /// How long a client connection may sit idle: between HTTP/1.1 requests (and how
-    /// long a request's headers may take to arrive), or with no bytes moving on an
+    /// long a request's headers may take to arrive), or with no stream open on an
     /// HTTP/2 connection.
     pub idle_timeout: Duration,
     /// How long in-flight requests get to finish once a drain began.
@@ -236,16 +239,29 @@ where
     }
     // Boxed: hyper spawns a task per stream and moves the stream's future several times
     // on the way in; a pointer moves for less than the 1.6 KB request future.
-    let service =
-        service_fn(move |req| Box::pin(proxy::serve(shared.clone(), downstream.clone(), req)));
-    let activity = Activity::new();
+    let streams = OpenStreams::new();
+    let open = streams.clone();
+    let service = service_fn(move |req| {
+        let stream = open.open();
+        let serving = proxy::serve(shared.clone(), downstream.clone(), req);
+        Box::pin(async move {
+            let resp = serving.await?;
+            Ok::<_, Infallible>(resp.map(|body| Guarded {
+                body,
+                _stream: stream,
+            }))
+        })
+    });
     let conn = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
         .max_concurrent_streams(1024)
-        .serve_connection(TokioIo::new(activity.watch(io)), service);
+        .serve_connection(TokioIo::new(io), service);
     let mut conn = pin!(conn);
+    let idle = settings.idle_timeout;
     let result = loop {
-        let idle_at = activity.idle_at(settings.idle_timeout);
+        let recheck = streams
+            .idle_at(idle)
+            .unwrap_or_else(|| Instant::now() + idle);
         tokio::select! {
             result = conn.as_mut() => break result,
             () = drain.wait() => {
@@ -253,18 +269,47 @@ where
                 conn.as_mut().graceful_shutdown();
                 break conn.await;
             }
-            () = tokio::time::sleep_until(idle_at) => {
-                if Instant::now() >= activity.idle_at(settings.idle_timeout) {
+            () = tokio::time::sleep_until(recheck) => {
+                if streams.idle_at(idle).is_some_and(|at| Instant::now() >= at) {
                     tracing::debug!(%peer, "HTTP/2 client connection idle; sending GOAWAY");
                     conn.as_mut().graceful_shutdown();
-                    break conn.await;
+                    match tokio::time::timeout(settings.drain_timeout, conn.as_mut()).await {
+                        Ok(result) => break result,
+                        // A client that vanished never answers: close.
+                        Err(_) => break Ok(()),
+                    }
                 }
-                // Bytes moved meanwhile: wait for the new idle instant.
             }
         }
     };
     if let Err(error) = result {
         tracing::debug!(%peer, %error, "client connection ended with an error");
+    }
+}
+
+/// A response body that keeps its stream counted as open until hyper is done with it.
+struct Guarded<B> {
+    body: B,
+    _stream: StreamGuard,
+}
+
+impl<B: Body + Unpin> Body for Guarded<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 

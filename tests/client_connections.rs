@@ -14,7 +14,7 @@ use tokio::net::TcpStream;
 async fn weir_with_idle_timeout() -> Weir {
     let upstream = synthetic("up").await;
     Weir::start(&format!(
-        "idle_timeout: 1s\ndestinations:\n  up: {{ endpoints: [\"{upstream}\"] }}\n\
+        "idle_timeout: 1s\ndrain_timeout: 1s\ndestinations:\n  up: {{ endpoints: [\"{upstream}\"] }}\n\
          routes:\n  - name: all\n    split: {{ up: 1 }}\n"
     ))
     .await
@@ -62,8 +62,9 @@ async fn idle_http1_connections_are_closed_after_idle_timeout() {
     .await;
 }
 
-/// An HTTP/2 connection in use stays open however long it lives; one with no bytes
-/// moving for `idle_timeout` gets a GOAWAY and is closed.
+/// An HTTP/2 connection in use stays open however long it lives; one with no stream
+/// open for `idle_timeout` gets a GOAWAY and is closed, and one whose client vanished
+/// (it never answers the GOAWAY) is closed `drain_timeout` later.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_http2_connections_are_closed_after_idle_timeout() {
     within(60, async {
@@ -99,6 +100,14 @@ async fn idle_http2_connections_are_closed_after_idle_timeout() {
         let took = last_activity.elapsed();
         assert!(took >= Duration::from_millis(900), "closed after {took:?}");
         assert!(get(&mut tx).await.is_err());
+
+        // A client that sends the preface and its SETTINGS, then nothing, ever.
+        let mut gone = TcpStream::connect(weir.listen).await.unwrap();
+        gone.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+            .await
+            .unwrap();
+        let took = closed_after(&mut gone).await;
+        assert!(took >= Duration::from_millis(1900), "closed after {took:?}");
     })
     .await;
 }

@@ -1,115 +1,66 @@
 //! The idle timeout of HTTP/2 client connections. hyper's server has none, so a client
 //! that went quiet (or vanished behind a NAT without a FIN) would hold its connection
-//! forever. The connection's I/O is wrapped to note when bytes last moved either way;
-//! after `idle_timeout` without any, the connection gets a graceful GOAWAY, which lets
-//! a stream still open finish (as a drain does) and closes the connection after it.
+//! forever. As Envoy's `idle_timeout`, a connection is idle while it has no open
+//! stream: after `idle_timeout` of that it gets a graceful GOAWAY, and if the client
+//! has not closed it `drain_timeout` later (a vanished one never answers the GOAWAY's
+//! PING), weir closes it. A stream that is open but silent (a long poll, a watch) never
+//! makes its connection idle.
 
-use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
-/// When a connection's bytes last moved, shared between its I/O and its server loop.
+/// The streams a connection has open, and since when it has had none.
 #[derive(Debug, Clone)]
-pub(super) struct Activity {
-    since: Instant,
-    /// Milliseconds from `since` to the last read or write.
-    last_ms: Arc<AtomicU64>,
-}
+pub(super) struct OpenStreams(Arc<Counts>);
 
-impl Activity {
-    pub(super) fn new() -> Self {
-        Activity {
-            since: Instant::now(),
-            last_ms: Arc::new(AtomicU64::new(0)),
-        }
-    }
-
-    fn touch(&self) {
-        let ms = self.since.elapsed().as_millis() as u64;
-        self.last_ms.store(ms, Ordering::Relaxed);
-    }
-
-    /// The instant the connection becomes idle for `timeout`, unless bytes move first.
-    pub(super) fn idle_at(&self, timeout: Duration) -> Instant {
-        self.since + Duration::from_millis(self.last_ms.load(Ordering::Relaxed)) + timeout
-    }
-
-    /// Wraps `io` so that its reads and writes count as activity.
-    pub(super) fn watch<I>(&self, io: I) -> Watched<I> {
-        Watched {
-            inner: io,
-            activity: self.clone(),
-        }
-    }
-}
-
-/// An I/O stream whose reads and writes are noted in an [`Activity`].
 #[derive(Debug)]
-pub(super) struct Watched<I> {
-    inner: I,
-    activity: Activity,
+struct Counts {
+    since: Instant,
+    open: AtomicUsize,
+    /// Milliseconds from `since` to the last time `open` went to zero.
+    none_since_ms: AtomicU64,
 }
 
-impl<I> Watched<I> {
-    fn note_written(&self, polled: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
-        if let Poll::Ready(Ok(n)) = polled
-            && n > 0
-        {
-            self.activity.touch();
+impl OpenStreams {
+    pub(super) fn new() -> Self {
+        OpenStreams(Arc::new(Counts {
+            since: Instant::now(),
+            open: AtomicUsize::new(0),
+            none_since_ms: AtomicU64::new(0),
+        }))
+    }
+
+    /// Counts a stream as open until the guard drops (with its response body, or with
+    /// the request's future when the client reset the stream).
+    pub(super) fn open(&self) -> StreamGuard {
+        self.0.open.fetch_add(1, Ordering::Relaxed);
+        StreamGuard(self.0.clone())
+    }
+
+    /// When the connection becomes idle for `timeout` if no stream opens first;
+    /// `None` while a stream is open.
+    pub(super) fn idle_at(&self, timeout: Duration) -> Option<Instant> {
+        if self.0.open.load(Ordering::Relaxed) > 0 {
+            return None;
         }
-        polled
+        let none_since = Duration::from_millis(self.0.none_since_ms.load(Ordering::Relaxed));
+        Some(self.0.since + none_since + timeout)
     }
 }
 
-impl<I: AsyncRead + Unpin> AsyncRead for Watched<I> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.activity.touch();
+/// One open stream of a connection (see [`OpenStreams::open`]).
+#[derive(Debug)]
+pub(super) struct StreamGuard(Arc<Counts>);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        let counts = &self.0;
+        if counts.open.fetch_sub(1, Ordering::Relaxed) == 1 {
+            let ms = counts.since.elapsed().as_millis() as u64;
+            counts.none_since_ms.store(ms, Ordering::Relaxed);
         }
-        polled
-    }
-}
-
-impl<I: AsyncWrite + Unpin> AsyncWrite for Watched<I> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.note_written(polled)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.note_written(polled)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
