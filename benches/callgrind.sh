@@ -36,30 +36,7 @@ routes:
   - name: primary
     split: { release: 80, baseline: 10, canary: 10 }
 CONF
-cat > "$work/nginx-proxy.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $work/nginx-proxy.pid;
-error_log /dev/null crit;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  keepalive_requests 100000000;
-  upstream release  { server 127.0.0.1:$B1; keepalive 512; }
-  upstream baseline { server 127.0.0.1:$B2; keepalive 512; }
-  upstream canary   { server 127.0.0.1:$B3; keepalive 512; }
-  split_clients "\${request_id}" \$destination { 80% release; 10% baseline; * canary; }
-  server {
-    listen 127.0.0.1:$NGINX_H1;
-    listen 127.0.0.1:$NGINX_H2 http2;
-    location / {
-      proxy_pass http://\$destination;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-  }
-}
-CONF
+nginx_proxy_config "$NGINX_H1" "$NGINX_H2"
 
 # One count: $1 proxy (weir|nginx), $2 protocol (h1|h2), $3 requests. Prints the
 # instructions callgrind counted over the proxy's whole life.

@@ -70,3 +70,34 @@ CONF
   pids+=($!)
   wait_port "$B1"; wait_port "$B3"
 }
+
+# nginx_proxy_config H1_PORT H2_PORT: $work/nginx-proxy.conf, nginx as a proxy of the same
+# 80/10/10 split over the backend, keep-alive pools on, logging off (HTTP/2 on H2_PORT).
+nginx_proxy_config() {
+  cat > "$work/nginx-proxy.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $work/nginx-proxy.pid;
+error_log /dev/null crit;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  keepalive_timeout 300s;
+  upstream release  { server 127.0.0.1:$B1; keepalive 512; }
+  upstream baseline { server 127.0.0.1:$B2; keepalive 512; }
+  upstream canary   { server 127.0.0.1:$B3; keepalive 512; }
+  # A per-request random key, so every request is split anew, as weir and HAProxy do.
+  split_clients "\${request_id}" \$destination { 80% release; 10% baseline; * canary; }
+  server {
+    listen 127.0.0.1:$1;
+    listen 127.0.0.1:$2 http2;
+    location / {
+      proxy_pass http://\$destination;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+CONF
+}

@@ -67,32 +67,7 @@ weir_config "$work/weir.yaml" 0 true "$WEIR_PORT"
 weir_config "$work/weir-1000.yaml" 999 true "$WEIR_1000_PORT"
 weir_config "$work/weir-notelemetry.yaml" 0 false "$WEIR_NOTEL_PORT"
 
-cat > "$work/nginx-proxy.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $work/nginx-proxy.pid;
-error_log /dev/null crit;
-events { worker_connections 8192; }
-http {
-  access_log off;
-  keepalive_requests 100000000;
-  keepalive_timeout 300s;
-  upstream release  { server 127.0.0.1:$B1; keepalive 512; }
-  upstream baseline { server 127.0.0.1:$B2; keepalive 512; }
-  upstream canary   { server 127.0.0.1:$B3; keepalive 512; }
-  # A per-request random key, so every request is split anew, as weir and HAProxy do.
-  split_clients "\${request_id}" \$destination { 80% release; 10% baseline; * canary; }
-  server {
-    listen 127.0.0.1:$NGINX_PORT;
-    listen 127.0.0.1:$NGINX_H2 http2;
-    location / {
-      proxy_pass http://\$destination;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-  }
-}
-CONF
+nginx_proxy_config "$NGINX_PORT" "$NGINX_H2"
 
 cat > "$work/haproxy.cfg" <<CONF
 global
