@@ -20,15 +20,10 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-pub use config_api::rfc3339;
-
-use crate::listener::DrainSignal;
+use crate::runtime::DrainSignal;
 use crate::state::Shared;
 
 pub type AdminResponse = Response<Full<Bytes>>;
-
-/// How often idle pooled upstream connections are checked for timeout or close.
-const IDLE_SWEEP: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Who may change things through the admin API.
 #[derive(Debug, Clone, Default)]
@@ -52,24 +47,6 @@ pub async fn serve(
         }
     };
     let auth = Arc::new(auth);
-    // The latency windows slide on this thread's clock.
-    let rotating = shared.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(rotating.stats.window_slice());
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            rotating.stats.rotate_windows();
-        }
-    });
-    let sweeping = shared.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(IDLE_SWEEP);
-        loop {
-            tick.tick().await;
-            sweeping.registry.sweep_idle();
-        }
-    });
     loop {
         tokio::select! {
             () = stop.wait() => return,

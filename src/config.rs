@@ -3,6 +3,10 @@
 //! Loading goes in two steps, so that every problem is reported at once and with its
 //! place: YAML is read into [`raw::RawConfig`] (serde, with positions), then
 //! [`validate`] checks it and builds a [`Config`].
+//!
+//! A `Config` is plain data. Validation reads the TLS files it names to check them (so a
+//! bad certificate is refused at the key that names it), but the live TLS states are
+//! built from the settings when the server starts and when a routing snapshot is built.
 
 pub mod duration;
 mod error;
@@ -11,14 +15,13 @@ mod validate;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 pub use error::{ConfigError, Issue};
 pub use validate::{resolve_path, split_from_weights, valid_name};
 
 use crate::routing::RequestMatch;
-use crate::tls::{ClientTls, ClientTlsSettings, ServerTls, ServerTlsSettings};
+use crate::tls::{ClientTlsSettings, ServerTlsSettings};
 
 /// The config weir starts with when `weir demo` runs; also a template for the docs.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:15001";
@@ -48,7 +51,7 @@ pub struct Config {
     /// Worker threads; `None` means one per available CPU.
     pub workers: Option<usize>,
     /// TLS on the data-plane listener; `None` serves plaintext only.
-    pub tls: Option<ServerTlsConfig>,
+    pub tls: Option<ServerTlsSettings>,
     pub destinations: Vec<DestinationConfig>,
     pub routes: Vec<RouteConfig>,
 }
@@ -106,29 +109,7 @@ pub struct DestinationConfig {
     pub workload: String,
     pub version: String,
     /// TLS to the endpoints; `None` is plaintext.
-    pub tls: Option<UpstreamTlsConfig>,
-}
-
-/// The listener's TLS: the settings, and the state loaded from their files when the
-/// config was validated (so what was checked is what serves).
-#[derive(Debug, Clone)]
-pub struct ServerTlsConfig {
-    pub settings: ServerTlsSettings,
-    pub state: Arc<ServerTls>,
-}
-
-/// TLS to a destination's endpoints, loaded when the config was validated.
-#[derive(Debug, Clone)]
-pub struct UpstreamTlsConfig {
-    pub settings: ClientTlsSettings,
-    pub state: Arc<ClientTls>,
-}
-
-/// Equal when configured the same; the files' contents are the state's business.
-impl PartialEq for UpstreamTlsConfig {
-    fn eq(&self, other: &Self) -> bool {
-        self.settings == other.settings
-    }
+    pub tls: Option<ClientTlsSettings>,
 }
 
 /// One route: first match wins, then the split picks a destination per request.

@@ -1,25 +1,21 @@
-//! weir's own HTTP/1.1 path, for client connections that speak HTTP/1.1 (plaintext or
-//! TLS).
+//! The HTTP/1.1 wire format, for both sides of the proxy: heads parsed in place
+//! (httparse) with the facts forwarding needs, message bodies delimited (length,
+//! chunked, until close), chunked framing decoded strictly and written canonically, and
+//! the read buffer connections reuse.
 //!
-//! Why not hyper here: a profile of the proxy under load showed most of its work was
-//! building a `HeaderMap` for each request and response on both sides, and handing
-//! each request to a separate upstream connection task through a channel. This path
-//! parses heads in place (httparse), forwards header lines as bytes with only the
-//! proxy's edits, and drives the upstream socket from the client connection's own task
-//! with buffers reused for the life of the connection. HTTP/2 clients are served by
-//! hyper's server, and their body-less requests to HTTP/1.1 upstreams use the same raw
-//! connections (`client`); HTTP/2 destinations, and requests with a body from HTTP/2
-//! clients, go through hyper's client.
+//! Nothing here does I/O beyond reading into a [`Buffer`]; the client side is
+//! `codec::h1`, the upstream side `upstream::h1`.
 
 mod body;
 mod buffer;
 mod chunked;
-mod client;
-mod conn;
-mod encode;
-mod exchange;
-mod fallback;
 mod head;
+mod write;
 
-pub use client::{RawBody, RawSendError, request_head, send_bodyless};
-pub use conn::serve;
+pub(crate) use body::BodyState;
+pub(crate) use buffer::Buffer;
+pub(crate) use chunked::ChunkError;
+pub(crate) use head::{
+    Framing, HeadError, MAX_HEAD, ResponseHead, header_storage, parse_request, parse_response,
+};
+pub(crate) use write::{chunk_header, status_line};

@@ -2,39 +2,45 @@
 //!
 //! weir divides a service's HTTP traffic between its versions (release, baseline,
 //! canary, prerelease), measures each share, and changes the weights live. The modules
-//! follow a request:
+//! follow a request, and each depends only on the ones after it:
 //!
-//! - [`listener`]: accept client connections (HTTP/1.1 and h2c on one port), drain them;
-//! - [`routing`]: first matching route, then a weighted pick of a destination;
-//! - [`proxy`]: the request path, headers, failure answers;
-//! - [`upstream`]: endpoints, pooled connections, sending;
-//! - [`tls`]: TLS and mutual TLS on the listener and to upstreams, certificate reload;
-//! - [`telemetry`]: per-destination statistics and logs;
-//! - [`config`], [`snapshot`], [`state`], [`reload`]: what the proxy runs on, and how
-//!   it changes live (file watching, SIGHUP, the weights API);
-//! - [`admin`]: health, readiness and the admin API;
-//! - [`server`], [`runtime`]: starting, worker threads, shutdown;
+//! - [`server`], [`runtime`]: starting, worker threads, the drain signal, background
+//!   jobs, shutdown;
+//! - [`listener`]: accepts client connections, tells TLS, h2c and HTTP/1.1 apart;
+//! - `codec`: the client side's HTTP/1.1 (weir's own) and HTTP/2 (hyper) codecs;
+//! - [`pipeline`]: the request path in the middle, the same for both: route, plan,
+//!   forward, answer;
+//! - [`upstream`]: destinations, endpoints, pooled connections, the one exchange with
+//!   its retries and failures;
+//! - [`routing`], [`headers`], `http1`: route matching and the weighted split, the
+//!   header policy, the HTTP/1.1 wire format;
+//! - [`telemetry`]: the request record, Istio's metrics, latency windows, logs;
+//! - [`config`], [`tls`]: what weir runs on, as plain data, and TLS on both sides;
+//! - [`snapshot`], [`state`], [`reload`], [`admin`]: the routing snapshot a change
+//!   swaps in whole, and how it changes live (file watching, SIGHUP, the weights API);
 //! - [`synthetic`], [`demo`]: a synthetic upstream and the one-command demo.
 
 #![forbid(unsafe_code)]
 
-pub mod admin;
+pub(crate) mod admin;
 mod civil;
+mod codec;
 pub mod config;
 pub mod demo;
+pub(crate) mod headers;
 mod http1;
-pub mod listener;
-pub mod proxy;
-pub mod reload;
+pub(crate) mod listener;
+pub(crate) mod pipeline;
+pub(crate) mod reload;
 pub mod routing;
 pub mod runtime;
 pub mod server;
-pub mod snapshot;
-pub mod state;
+pub(crate) mod snapshot;
+pub(crate) mod state;
 pub mod synthetic;
 pub mod telemetry;
 pub mod tls;
-pub mod upstream;
+pub(crate) mod upstream;
 
 pub use config::Config;
 pub use server::{Server, ServerOptions};

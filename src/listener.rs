@@ -2,30 +2,21 @@
 //! plaintext and HTTP/2 (prior knowledge) from HTTP/1.1 by the first bytes, serves them,
 //! and drains them on shutdown.
 
-mod idle;
-
-use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http_body::{Body, Frame, SizeHint};
-use hyper::server::conn::http2;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, watch};
-use tokio::time::Instant;
+use tokio::sync::Notify;
 
-use crate::proxy::{self, Downstream};
+use crate::codec;
+use crate::pipeline::Downstream;
+use crate::runtime::{DrainSignal, ListenerSettings};
 use crate::state::Shared;
 use crate::tls::server::Acceptor;
 use crate::tls::{ServerTls, TlsInfo, TlsMode};
-use idle::{OpenStreams, StreamGuard};
 
 /// The HTTP/2 connection preface a prior-knowledge (h2c) client sends first.
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -37,33 +28,6 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The first byte of a TLS record carrying a handshake message (the ClientHello).
 const TLS_HANDSHAKE_RECORD: u8 = 0x16;
-
-/// Timing settings of the listener.
-#[derive(Debug, Clone, Copy)]
-pub struct ListenerSettings {
-    /// How long a client connection may sit idle: between HTTP/1.1 requests (and how
-    /// long a request's headers may take to arrive), or with no stream open on an
-    /// HTTP/2 connection.
-    pub idle_timeout: Duration,
-    /// How long in-flight requests get to finish once a drain began.
-    pub drain_timeout: Duration,
-}
-
-/// Tells workers and connections that shutdown began.
-#[derive(Debug, Clone)]
-pub struct DrainSignal(watch::Receiver<bool>);
-
-impl DrainSignal {
-    pub fn new() -> (watch::Sender<bool>, DrainSignal) {
-        let (tx, rx) = watch::channel(false);
-        (tx, DrainSignal(rx))
-    }
-
-    /// Resolves once the drain began (or its sender is gone).
-    pub async fn wait(&mut self) {
-        let _ = self.0.wait_for(|draining| *draining).await;
-    }
-}
 
 /// The connections open on one worker, so its drain can wait for them.
 #[derive(Debug, Default)]
@@ -221,95 +185,23 @@ async fn starts_with_tls(stream: &TcpStream) -> std::io::Result<bool> {
 }
 
 /// Serves HTTP over `io` until the client is done or the drain ends it: HTTP/2 with
-/// hyper's server, HTTP/1.1 with weir's own.
+/// hyper's server, HTTP/1.1 with weir's own codec.
 async fn serve<I>(io: I, downstream: Downstream, conn: Conn)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let Conn {
-        peer,
         shared,
-        mut drain,
+        drain,
         settings,
         _live,
+        ..
     } = conn;
     let downstream = Arc::new(downstream);
-    if !downstream.http2 {
-        return crate::http1::serve(io, downstream, shared, drain, settings).await;
-    }
-    // Boxed: hyper spawns a task per stream and moves the stream's future several times
-    // on the way in; a pointer moves for less than the 1.6 KB request future.
-    let streams = OpenStreams::new();
-    let open = streams.clone();
-    let service = service_fn(move |req| {
-        let stream = open.open();
-        let serving = proxy::serve(shared.clone(), downstream.clone(), req);
-        Box::pin(async move {
-            let resp = serving.await?;
-            Ok::<_, Infallible>(resp.map(|body| Guarded {
-                body,
-                _stream: stream,
-            }))
-        })
-    });
-    let conn = http2::Builder::new(TokioExecutor::new())
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(1024)
-        .serve_connection(TokioIo::new(io), service);
-    let mut conn = pin!(conn);
-    let idle = settings.idle_timeout;
-    let result = loop {
-        let recheck = streams
-            .idle_at(idle)
-            .unwrap_or_else(|| Instant::now() + idle);
-        tokio::select! {
-            result = conn.as_mut() => break result,
-            () = drain.wait() => {
-                // GOAWAY: the client finishes open streams and opens no new ones.
-                conn.as_mut().graceful_shutdown();
-                break conn.await;
-            }
-            () = tokio::time::sleep_until(recheck) => {
-                if streams.idle_at(idle).is_some_and(|at| Instant::now() >= at) {
-                    tracing::debug!(%peer, "HTTP/2 client connection idle; sending GOAWAY");
-                    conn.as_mut().graceful_shutdown();
-                    match tokio::time::timeout(settings.drain_timeout, conn.as_mut()).await {
-                        Ok(result) => break result,
-                        // A client that vanished never answers: close.
-                        Err(_) => break Ok(()),
-                    }
-                }
-            }
-        }
-    };
-    if let Err(error) = result {
-        tracing::debug!(%peer, %error, "client connection ended with an error");
-    }
-}
-
-/// A response body that keeps its stream counted as open until hyper is done with it.
-struct Guarded<B> {
-    body: B,
-    _stream: StreamGuard,
-}
-
-impl<B: Body + Unpin> Body for Guarded<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
+    if downstream.http2 {
+        codec::h2::serve(io, downstream, shared, drain, settings).await;
+    } else {
+        codec::h1::serve(io, downstream, shared, drain, settings).await;
     }
 }
 

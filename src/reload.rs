@@ -3,18 +3,19 @@
 //! unchanged, refuses it when it is invalid or changes a restart-only setting, and
 //! otherwise swaps in a new snapshot.
 
+mod tls;
 mod watch;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use tls::TlsReloader;
 pub use watch::DirWatcher;
 
 use crate::config::{Config, ConfigError};
-use crate::listener::DrainSignal;
+use crate::runtime::DrainSignal;
 use crate::state::Shared;
-use crate::tls::TlsReloader;
 
 /// Events closer together than this are one change: a ConfigMap swap is 3 to 7 events,
 /// an editor's save 2 or 3.
@@ -139,10 +140,20 @@ impl ConfigReloader {
             );
             return self.refuse(trigger, Some(hash), message);
         }
-        self.seen_hash = config.text_hash;
-        self.running_hash = config.text_hash;
+        let hash = config.text_hash;
         let (routes, destinations) = (config.routes.len(), config.destinations.len());
-        let version = self.shared.apply_config(config);
+        let version = match self.shared.apply_config(config) {
+            Ok(version) => version,
+            Err(error) => {
+                let message = format!(
+                    "{}: {error}; the reload was refused and the running config keeps serving",
+                    self.path.display()
+                );
+                return self.refuse(trigger, Some(hash), message);
+            }
+        };
+        self.seen_hash = hash;
+        self.running_hash = hash;
         tracing::info!(trigger, version, routes, destinations, "config reloaded");
         ReloadOutcome::Applied { version }
     }

@@ -1,6 +1,8 @@
-//! Thread-per-core workers: each worker thread runs its own single-threaded tokio runtime.
+//! Thread-per-core workers (each worker thread runs its own single-threaded tokio
+//! runtime), the drain signal every part of a running weir stops on, and the settings
+//! client connections live by.
 //!
-//! This is Envoy's and nginx's model. A connection lives on the worker that accepted it,
+//! The workers are Envoy's and nginx's model. A connection lives on the worker that accepted it,
 //! together with the upstream connections its requests use, so the request path needs
 //! no cross-thread wake-ups and the per-worker pools need no contended locks.
 
@@ -44,4 +46,32 @@ where
             // Connections still open after the drain are cut here, when the runtime
             // drops their tasks.
         })
+}
+
+/// Tells workers, connections and background jobs that shutdown began.
+#[derive(Debug, Clone)]
+pub struct DrainSignal(tokio::sync::watch::Receiver<bool>);
+
+impl DrainSignal {
+    /// The sender (send `true` to start the drain) and the first receiver.
+    pub fn new() -> (tokio::sync::watch::Sender<bool>, DrainSignal) {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        (tx, DrainSignal(rx))
+    }
+
+    /// Resolves once the drain began (or its sender is gone).
+    pub async fn wait(&mut self) {
+        let _ = self.0.wait_for(|draining| *draining).await;
+    }
+}
+
+/// Timing settings of client connections, fixed for the life of the process.
+#[derive(Debug, Clone, Copy)]
+pub struct ListenerSettings {
+    /// How long a client connection may sit idle: between HTTP/1.1 requests (and how
+    /// long a request's headers may take to arrive), or with no stream open on an
+    /// HTTP/2 connection.
+    pub idle_timeout: std::time::Duration,
+    /// How long in-flight requests get to finish once a drain began.
+    pub drain_timeout: std::time::Duration,
 }

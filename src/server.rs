@@ -1,5 +1,7 @@
 //! Starting and stopping weir: binds the listeners, starts one worker per core and the
-//! admin thread, and drains everything on shutdown.
+//! control thread (the admin API, config and certificate reloads, and the background
+//! jobs: latency-window rotation and the idle-connection sweep), and drains everything
+//! on shutdown.
 
 use std::io;
 use std::net::SocketAddr;
@@ -11,11 +13,14 @@ use tokio::sync::watch;
 
 use crate::admin::{self, AdminAuth};
 use crate::config::Config;
-use crate::listener::{self, DrainSignal, ListenerSettings};
-use crate::reload::{self, ConfigReloader};
-use crate::runtime;
+use crate::listener;
+use crate::reload::{self, ConfigReloader, TlsReloader};
+use crate::runtime::{self, DrainSignal, ListenerSettings};
 use crate::state::Shared;
-use crate::tls;
+use crate::tls::{ServerTls, TlsError};
+
+/// How often idle pooled upstream connections are checked for timeout or close.
+const IDLE_SWEEP: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Why weir could not start.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +34,8 @@ pub enum StartError {
     },
     #[error("cannot start a thread: {0}")]
     Thread(#[source] io::Error),
+    #[error("{0}")]
+    Tls(#[from] TlsError),
 }
 
 /// How a server is run, beyond its config.
@@ -84,12 +91,12 @@ impl Server {
             token_file: config.admin_token_file.clone(),
         };
         let text_hash = config.text_hash;
-        let server_tls = config.tls.as_ref().map(|t| t.state.clone());
-        let tls_mode = config
-            .tls
-            .as_ref()
-            .map_or("off", |t| t.settings.mode.as_str());
-        let shared = Arc::new(Shared::new(config, workers));
+        let server_tls = match &config.tls {
+            Some(settings) => Some(Arc::new(ServerTls::load(settings.clone())?)),
+            None => None,
+        };
+        let tls_mode = config.tls.as_ref().map_or("off", |t| t.mode.as_str());
+        let shared = Arc::new(Shared::new(config, workers)?);
         let (drain, drain_signal) = DrainSignal::new();
         let (admin_stop, admin_signal) = DrainSignal::new();
 
@@ -112,15 +119,16 @@ impl Server {
                 .config_file
                 .map(|path| ConfigReloader::new(path, shared.clone(), text_hash));
             let sighup = options.sighup;
-            let tls_reloader = tls::TlsReloader::new(server_tls, shared.clone());
+            let tls_reloader = TlsReloader::new(server_tls, shared.clone());
             std::thread::Builder::new()
-                .name("weir-admin".into())
+                .name("weir-control".into())
                 .spawn(move || {
                     let rt = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
                         .build()
                         .expect("a current-thread runtime builds");
                     rt.block_on(async move {
+                        background_jobs(&shared, &admin_signal);
                         tokio::spawn(reload::run(
                             reloader,
                             tls_reloader,
@@ -181,6 +189,27 @@ impl Server {
         }
         tracing::info!("drained; exiting");
     }
+}
+
+/// The periodic jobs of a running weir, on the control thread until `stop`: the
+/// latency windows slide, and idle pooled connections that timed out or that their
+/// upstream closed are dropped (so none sits in CLOSE_WAIT).
+fn background_jobs(shared: &Arc<Shared>, stop: &DrainSignal) {
+    let every = |period: std::time::Duration, job: fn(&Shared)| {
+        let (shared, mut stop) = (shared.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            tick.tick().await;
+            loop {
+                tokio::select! {
+                    () = stop.wait() => return,
+                    _ = tick.tick() => job(&shared),
+                }
+            }
+        });
+    };
+    every(shared.stats.window_slice(), |s| s.stats.rotate_windows());
+    every(IDLE_SWEEP, |s| s.registry.sweep_idle());
 }
 
 /// A non-blocking listening socket with `SO_REUSEADDR`, so a restart does not wait out

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::routing::{RouteTable, WeightedSplit};
 use crate::telemetry::ProxyStats;
+use crate::tls::TlsError;
 use crate::upstream::{Destination, EndpointRegistry};
 
 /// Where a route's split currently comes from.
@@ -52,20 +53,21 @@ pub struct Snapshot {
 pub type SplitOverrides = HashMap<String, Vec<(usize, u32)>>;
 
 impl Snapshot {
-    /// Builds a snapshot. Endpoints and their pools come from `registry`, so connections
-    /// survive; stats come from `stats`, so counters survive.
+    /// Builds a snapshot. Endpoints, their pools and TLS states come from `registry`, so
+    /// connections survive; stats come from `stats`, so counters survive. Fails only
+    /// when the TLS files of a new destination setting cannot be loaded.
     pub fn build(
         config: Arc<Config>,
         overrides: &SplitOverrides,
         version: u64,
         registry: &EndpointRegistry,
         stats: &ProxyStats,
-    ) -> Snapshot {
+    ) -> Result<Snapshot, TlsError> {
         let destinations: Vec<Arc<Destination>> = config
             .destinations
             .iter()
             .map(|d| registry.destination(d, stats.destination(d, &config.labels)))
-            .collect();
+            .collect::<Result<_, _>>()?;
         let routes = config
             .routes
             .iter()
@@ -86,13 +88,13 @@ impl Snapshot {
                 (r.matcher.clone(), Arc::new(route))
             })
             .collect();
-        Snapshot {
+        Ok(Snapshot {
             version,
             access_log: config.access_log,
             routes: RouteTable::new(routes),
             destinations,
             config,
-        }
+        })
     }
 
     pub fn route(&self, name: &str) -> Option<&Arc<Route>> {

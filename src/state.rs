@@ -15,6 +15,7 @@ use arc_swap::ArcSwap;
 use crate::config::{self, Config};
 use crate::snapshot::{Snapshot, SplitOverrides};
 use crate::telemetry::ProxyStats;
+use crate::tls::TlsError;
 use crate::upstream::EndpointRegistry;
 
 /// How the last config reload ended.
@@ -74,13 +75,14 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(config: Config, workers: usize) -> Self {
+    /// The state for `config`; fails when a destination's TLS files cannot be loaded.
+    pub fn new(config: Config, workers: usize) -> Result<Self, TlsError> {
         let registry = EndpointRegistry::new(workers);
         let stats = ProxyStats::new(config.telemetry, config.latency_window, &config.labels);
         let config = Arc::new(config);
         let snapshot =
-            Snapshot::build(config.clone(), &SplitOverrides::new(), 1, &registry, &stats);
-        Shared {
+            Snapshot::build(config.clone(), &SplitOverrides::new(), 1, &registry, &stats)?;
+        Ok(Shared {
             snapshot: ArcSwap::from_pointee(snapshot),
             stats,
             registry,
@@ -92,7 +94,7 @@ impl Shared {
                 last_reload: None,
             }),
             draining: AtomicBool::new(false),
-        }
+        })
     }
 
     /// True once shutdown began: readiness fails and HTTP/1.1 responses say `close`.
@@ -110,23 +112,35 @@ impl Shared {
         self.control.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn publish(&self, control: &mut Control) -> u64 {
-        control.version += 1;
-        let snapshot = Snapshot::build(
-            control.config.clone(),
-            &control.overrides,
-            control.version,
+    /// Builds the snapshot of `config` with `overrides` as the next version.
+    fn build(
+        &self,
+        control: &Control,
+        config: &Arc<Config>,
+        overrides: &SplitOverrides,
+    ) -> Result<Snapshot, TlsError> {
+        Snapshot::build(
+            config.clone(),
+            overrides,
+            control.version + 1,
             &self.registry,
             &self.stats,
-        );
+        )
+    }
+
+    fn publish(&self, control: &mut Control, snapshot: Snapshot) -> u64 {
+        control.version = snapshot.version;
         self.snapshot.store(Arc::new(snapshot));
         control.version
     }
 
     /// Applies a new file config: it replaces every API override (the newest write
-    /// wins, and a changed file is newer). Returns the new version.
-    pub fn apply_config(&self, config: Config) -> u64 {
+    /// wins, and a changed file is newer). Returns the new version; on an error nothing
+    /// changed.
+    pub fn apply_config(&self, config: Config) -> Result<u64, TlsError> {
         let mut control = self.control();
+        let config = Arc::new(config);
+        let snapshot = self.build(&control, &config, &SplitOverrides::new())?;
         if !control.overrides.is_empty() {
             let mut dropped: Vec<&str> = control.overrides.keys().map(String::as_str).collect();
             dropped.sort_unstable();
@@ -137,15 +151,15 @@ impl Shared {
         }
         control.overrides.clear();
         self.stats.set_service(&config.labels);
-        control.config = Arc::new(config);
-        let version = self.publish(&mut control);
+        control.config = config;
+        let version = self.publish(&mut control, snapshot);
         control.last_reload = Some(ReloadRecord {
             at: SystemTime::now(),
             result: ReloadResult::Success,
             version,
         });
         self.reloads.success.fetch_add(1, Ordering::Relaxed);
-        version
+        Ok(version)
     }
 
     /// Records a refused reload; the running config stays.
@@ -173,8 +187,13 @@ impl Shared {
         }
         let split = config::split_from_weights(weights, &config.destinations)
             .map_err(SplitWriteError::Invalid)?;
-        control.overrides.insert(route.to_owned(), split);
-        let version = self.publish(&mut control);
+        let mut overrides = control.overrides.clone();
+        overrides.insert(route.to_owned(), split);
+        let snapshot = self
+            .build(&control, &config, &overrides)
+            .map_err(|e| SplitWriteError::Invalid(e.to_string()))?;
+        control.overrides = overrides;
+        let version = self.publish(&mut control, snapshot);
         tracing::info!(route, version, weights = ?weights, "split set through the admin API");
         Ok(version)
     }
@@ -186,10 +205,17 @@ impl Shared {
         if control.config.route(route).is_none() {
             return Err(unknown_route(&control.config, route));
         }
-        if control.overrides.remove(route).is_none() {
+        if !control.overrides.contains_key(route) {
             return Ok(control.version);
         }
-        let version = self.publish(&mut control);
+        let mut overrides = control.overrides.clone();
+        overrides.remove(route);
+        let config = control.config.clone();
+        let snapshot = self
+            .build(&control, &config, &overrides)
+            .map_err(|e| SplitWriteError::Invalid(e.to_string()))?;
+        control.overrides = overrides;
+        let version = self.publish(&mut control, snapshot);
         tracing::info!(
             route,
             version,

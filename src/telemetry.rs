@@ -3,14 +3,18 @@
 //! Prometheus exposition, and the process logging setup.
 
 mod exposition;
+mod flags;
 mod histogram;
 mod latency;
 pub mod logging;
+mod record;
 mod series;
 mod stats;
 
 pub use exposition::{ExpositionContext, render_prometheus};
+pub use flags::ResponseFlag;
 pub use histogram::{ENVOY_BUCKETS, Histogram};
 pub use latency::LatencyWindow;
+pub use record::{LogFields, RequestMeta, RequestRecord};
 pub use series::{RequestProtocol, SecurityPolicy, SeriesKey};
 pub use stats::{DestinationStats, Outcome, ProxyStats, StatusClass, escape};

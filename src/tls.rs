@@ -5,15 +5,15 @@
 //! - [`client`]: the upstream side, per destination: roots, server name, client
 //!   certificate, ALPN;
 //! - [`certs`]: reading and checking PEM files, with errors that name the file;
-//! - [`x509`]: the few certificate fields weir reads itself (serial, subject, validity);
-//! - [`reload`]: re-reading changed certificate files and swapping them in.
+//! - [`x509`]: the few certificate fields weir reads itself (serial, subject, validity).
+//!
+//! Re-reading changed certificate files is `reload`'s job (`crate::reload`).
 //!
 //! Both sides keep their rustls config in an `ArcSwap`, read once per new connection,
 //! so a certificate change reaches new connections while open ones go on untouched.
 
 pub mod certs;
 pub mod client;
-pub mod reload;
 pub mod server;
 pub mod x509;
 
@@ -23,7 +23,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use client::{ClientTls, ClientTlsSettings};
-pub use reload::TlsReloader;
 pub use server::{ServerTls, ServerTlsSettings, TlsInfo, TlsMode};
 
 /// What weir offers and accepts: TLS 1.3 and 1.2, nothing older.

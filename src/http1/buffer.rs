@@ -9,10 +9,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 
 /// What a connection starts with; enough for a typical request or response head and a
 /// small body, so most exchanges take one read each way.
-pub(super) const INITIAL: usize = 8 * 1024;
+pub(crate) const INITIAL: usize = 8 * 1024;
 
 #[derive(Debug)]
-pub(super) struct Buffer {
+pub(crate) struct Buffer {
     /// Always fully initialised, so reads need no unsafe code.
     data: Vec<u8>,
     start: usize,
@@ -20,11 +20,11 @@ pub(super) struct Buffer {
 }
 
 impl Buffer {
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::with_capacity(INITIAL)
     }
 
-    pub(super) fn with_capacity(n: usize) -> Self {
+    pub(crate) fn with_capacity(n: usize) -> Self {
         Buffer {
             data: vec![0; n],
             start: 0,
@@ -32,34 +32,25 @@ impl Buffer {
         }
     }
 
-    /// A buffer with no memory, as a placeholder.
-    pub(super) fn empty() -> Self {
-        Self::with_capacity(0)
-    }
-
-    pub(super) fn capacity(&self) -> usize {
-        self.data.len()
-    }
-
     /// The bytes read and not yet consumed.
     #[inline]
-    pub(super) fn filled(&self) -> &[u8] {
+    pub(crate) fn filled(&self) -> &[u8] {
         &self.data[self.start..self.end]
     }
 
     #[inline]
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.end - self.start
     }
 
     #[inline]
-    pub(super) fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.start == self.end
     }
 
     /// Marks `n` bytes as handled.
     #[inline]
-    pub(super) fn consume(&mut self, n: usize) {
+    pub(crate) fn consume(&mut self, n: usize) {
         debug_assert!(n <= self.len());
         self.start += n;
         if self.start == self.end {
@@ -69,13 +60,13 @@ impl Buffer {
     }
 
     /// Drops everything unread.
-    pub(super) fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.start = 0;
         self.end = 0;
     }
 
     /// Gives back memory a large head made the buffer grow to, once it is empty.
-    pub(super) fn shrink_when_empty(&mut self) {
+    pub(crate) fn shrink_when_empty(&mut self) {
         if self.is_empty() && self.data.len() > INITIAL {
             self.data = vec![0; INITIAL];
         }
@@ -103,7 +94,7 @@ impl Buffer {
 
     /// Reads once from `io`, keeping at most `limit` unread bytes. `Ok(0)` means the
     /// peer closed; a full buffer is an `InvalidData` error.
-    pub(super) async fn read_from<R: AsyncRead + Unpin>(
+    pub(crate) async fn read_from<R: AsyncRead + Unpin>(
         &mut self,
         io: &mut R,
         limit: usize,
@@ -117,7 +108,7 @@ impl Buffer {
     }
 
     /// [`Buffer::read_from`] for code that polls.
-    pub(super) fn poll_read_from<R: AsyncRead + Unpin>(
+    pub(crate) fn poll_read_from<R: AsyncRead + Unpin>(
         &mut self,
         cx: &mut Context<'_>,
         io: &mut R,
@@ -138,8 +129,19 @@ impl Buffer {
         }
     }
 
+    /// Appends `bytes` (tests fill buffers without a socket).
+    #[cfg(test)]
+    pub(crate) fn fill_from(&mut self, bytes: &[u8]) {
+        let end = self.end + bytes.len();
+        if self.data.len() < end {
+            self.data.resize(end, 0);
+        }
+        self.data[self.end..end].copy_from_slice(bytes);
+        self.end = end;
+    }
+
     /// True when there is no room left below `limit` (a read would fail).
-    pub(super) fn is_full(&self, limit: usize) -> bool {
+    pub(crate) fn is_full(&self, limit: usize) -> bool {
         self.start == 0 && self.end == self.data.len() && self.data.len() >= limit
     }
 }

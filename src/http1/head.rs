@@ -1,26 +1,28 @@
 //! HTTP/1.1 message heads read in place with httparse, and the facts forwarding needs
 //! from them: how the body is framed, whether the connection stays open, whether the
-//! client asks for an upgrade, and which headers are hop-by-hop.
+//! client asks for an upgrade.
 
 use std::mem::MaybeUninit;
 
-pub(super) use httparse::Header;
+use httparse::Header;
+
+use crate::headers::{Role, role, tokens};
 
 /// The most header lines a message may carry (nginx and hyper allow about 100).
-pub(super) const MAX_HEADERS: usize = 128;
+pub(crate) const MAX_HEADERS: usize = 128;
 /// The largest head weir reads; bigger ones get 431 (nginx allows 4 x 8 KiB lines,
 /// Envoy 60 KiB in all).
-pub(super) const MAX_HEAD: usize = 64 * 1024;
+pub(crate) const MAX_HEAD: usize = 64 * 1024;
 
-pub(super) type HeaderStorage<'b> = [MaybeUninit<Header<'b>>; MAX_HEADERS];
+pub(crate) type HeaderStorage<'b> = [MaybeUninit<Header<'b>>; MAX_HEADERS];
 
-pub(super) fn header_storage<'b>() -> HeaderStorage<'b> {
+pub(crate) fn header_storage<'b>() -> HeaderStorage<'b> {
     [const { MaybeUninit::uninit() }; MAX_HEADERS]
 }
 
 /// How a message's body is delimited (RFC 9112 §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Framing {
+pub(crate) enum Framing {
     Empty,
     Length(u64),
     Chunked,
@@ -28,79 +30,9 @@ pub(super) enum Framing {
     UntilClose,
 }
 
-/// What a header means to a proxy. Everything not named here is end-to-end and passes
-/// through untouched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Role {
-    EndToEnd,
-    Connection,
-    /// `keep-alive`, `proxy-connection`, `trailer`, `proxy-authenticate`: hop-by-hop
-    /// headers (RFC 9110 §7.6.1) that are simply dropped.
-    HopByHop,
-    TransferEncoding,
-    Te,
-    Upgrade,
-    ContentLength,
-    Host,
-    Expect,
-    XForwardedFor,
-    XForwardedProto,
-    XRequestId,
-    ContentType,
-}
-
-/// The role of a header, by its name in any case.
-pub(super) fn role(name: &str) -> Role {
-    let is = |known: &str| name.eq_ignore_ascii_case(known);
-    match name.len() {
-        2 if is("te") => Role::Te,
-        4 if is("host") => Role::Host,
-        6 if is("expect") => Role::Expect,
-        7 if is("upgrade") => Role::Upgrade,
-        7 if is("trailer") => Role::HopByHop,
-        10 if is("connection") => Role::Connection,
-        10 if is("keep-alive") => Role::HopByHop,
-        12 if is("x-request-id") => Role::XRequestId,
-        12 if is("content-type") => Role::ContentType,
-        14 if is("content-length") => Role::ContentLength,
-        15 if is("x-forwarded-for") => Role::XForwardedFor,
-        16 if is("proxy-connection") => Role::HopByHop,
-        17 if is("transfer-encoding") => Role::TransferEncoding,
-        17 if is("x-forwarded-proto") => Role::XForwardedProto,
-        18 if is("proxy-authenticate") => Role::HopByHop,
-        _ => Role::EndToEnd,
-    }
-}
-
-/// Header names a `Connection` header lists, which are hop-by-hop for this message.
-#[derive(Debug, Default, Clone, Copy)]
-pub(super) struct Listed<'b> {
-    names: [&'b str; 8],
-    len: usize,
-}
-
-impl<'b> Listed<'b> {
-    fn push(&mut self, name: &'b str) {
-        if self.len < self.names.len() {
-            self.names[self.len] = name;
-            self.len += 1;
-        }
-    }
-
-    pub(super) fn contains(&self, name: &str) -> bool {
-        self.names[..self.len]
-            .iter()
-            .any(|n| n.eq_ignore_ascii_case(name))
-    }
-
-    pub(super) fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
-
 /// Why a head cannot be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub(super) enum HeadError {
+pub(crate) enum HeadError {
     #[error("more than {MAX_HEADERS} header lines")]
     TooManyHeaders,
     #[error("{0}")]
@@ -109,7 +41,7 @@ pub(super) enum HeadError {
 
 /// The facts all heads share, gathered in one pass over the header lines.
 #[derive(Debug, Default, Clone, Copy)]
-pub(super) struct Facts<'b> {
+pub(crate) struct Facts<'b> {
     pub content_length: Option<u64>,
     /// `Some(true)` when `Transfer-Encoding` ends with `chunked`.
     pub chunked: Option<bool>,
@@ -120,8 +52,6 @@ pub(super) struct Facts<'b> {
     pub expect_continue: bool,
     pub host: Option<&'b str>,
     pub grpc: bool,
-    pub has_request_id: bool,
-    pub listed: Listed<'b>,
 }
 
 fn facts<'b>(headers: &[Header<'b>]) -> Result<Facts<'b>, HeadError> {
@@ -136,20 +66,17 @@ fn facts<'b>(headers: &[Header<'b>]) -> Result<Facts<'b>, HeadError> {
                 f.content_length = Some(n);
             }
             Role::TransferEncoding => {
-                let last = tokens(h.value).last().unwrap_or("");
-                f.chunked = Some(last.eq_ignore_ascii_case("chunked"));
+                let last = tokens(h.value).last().unwrap_or(b"");
+                f.chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
             }
             Role::Connection => {
                 for token in tokens(h.value) {
-                    if token.eq_ignore_ascii_case("close") {
+                    if token.eq_ignore_ascii_case(b"close") {
                         f.close = true;
-                    } else if token.eq_ignore_ascii_case("keep-alive") {
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
                         f.keep_alive = true;
-                    } else if token.eq_ignore_ascii_case("upgrade") {
+                    } else if token.eq_ignore_ascii_case(b"upgrade") {
                         f.connection_upgrade = true;
-                    } else if !token.eq_ignore_ascii_case("te") {
-                        // `te` is kept apart: `te: trailers` must reach gRPC servers.
-                        f.listed.push(token);
                     }
                 }
             }
@@ -157,20 +84,10 @@ fn facts<'b>(headers: &[Header<'b>]) -> Result<Facts<'b>, HeadError> {
             Role::Expect => f.expect_continue = h.value.eq_ignore_ascii_case(b"100-continue"),
             Role::Host if f.host.is_none() => f.host = std::str::from_utf8(h.value).ok(),
             Role::ContentType => f.grpc = h.value.starts_with(b"application/grpc"),
-            Role::XRequestId => f.has_request_id = true,
             _ => {}
         }
     }
     Ok(f)
-}
-
-/// The comma-separated tokens of a list header, trimmed, empty ones skipped.
-fn tokens(value: &[u8]) -> impl Iterator<Item = &str> {
-    std::str::from_utf8(value)
-        .unwrap_or("")
-        .split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
 }
 
 /// `Content-Length`: digits, or a list of equal values (RFC 9110 §8.6).
@@ -203,7 +120,7 @@ fn map_parse_error(e: httparse::Error) -> HeadError {
 
 /// A client's request head, borrowed from the connection's buffer.
 #[derive(Debug)]
-pub(super) struct RequestHead<'h, 'b> {
+pub(crate) struct RequestHead<'h, 'b> {
     pub method: &'b str,
     pub target: &'b str,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
@@ -219,7 +136,7 @@ pub(super) struct RequestHead<'h, 'b> {
 }
 
 /// Parses a request head; `None` when `buf` does not hold all of it yet.
-pub(super) fn parse_request<'h, 'b>(
+pub(crate) fn parse_request<'h, 'b>(
     buf: &'b [u8],
     storage: &'h mut HeaderStorage<'b>,
 ) -> Result<Option<RequestHead<'h, 'b>>, HeadError> {
@@ -269,7 +186,7 @@ pub(super) fn parse_request<'h, 'b>(
 
 /// An upstream's response head, borrowed from the upstream buffer.
 #[derive(Debug)]
-pub(super) struct ResponseHead<'h, 'b> {
+pub(crate) struct ResponseHead<'h, 'b> {
     pub status: u16,
     pub reason: &'b str,
     pub headers: &'h [Header<'b>],
@@ -277,12 +194,11 @@ pub(super) struct ResponseHead<'h, 'b> {
     pub framing: Framing,
     /// The upstream keeps the connection open after this response.
     pub reusable: bool,
-    pub listed: Listed<'b>,
 }
 
 /// Parses a response head; `None` when `buf` does not hold all of it yet. The body's
 /// framing depends on the request: a response to HEAD has none.
-pub(super) fn parse_response<'h, 'b>(
+pub(crate) fn parse_response<'h, 'b>(
     buf: &'b [u8],
     storage: &'h mut HeaderStorage<'b>,
     head_request: bool,
@@ -324,7 +240,6 @@ pub(super) fn parse_response<'h, 'b>(
         len,
         framing,
         reusable: keep_alive && framing != Framing::UntilClose,
-        listed: f.listed,
     }))
 }
 
@@ -342,7 +257,6 @@ mod tests {
         assert_eq!(r.len, raw.len() - 5);
         assert!(r.keep_alive && !r.upgrade);
         assert_eq!(r.facts.host, Some("shop:80"));
-        assert!(r.facts.listed.contains("x-secret"));
 
         let mut s = header_storage();
         let raw = b"GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";

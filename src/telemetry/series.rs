@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::fmt::Write;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
+use super::flags::ResponseFlag;
 use super::histogram::Histogram;
-use crate::proxy::ResponseFlag;
 
 /// `request_protocol`: Istio says `grpc` for gRPC and `http` for everything else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

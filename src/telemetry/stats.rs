@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use super::flags::ResponseFlag;
 use super::latency::LatencyWindow;
 use super::series::{RequestProtocol, SecurityPolicy, SeriesKey, SeriesSet};
 use crate::config::{DestinationConfig, ServiceLabels};
-use crate::proxy::ResponseFlag;
 
 /// The class of a response status, as `/stats/destinations` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -104,18 +104,6 @@ impl ClientTls {
         Ok(true)
     }
 
-    /// Takes over the files of `other` (built from a reloaded config with the same
-    /// settings) when their contents differ. Returns whether anything changed.
-    pub fn adopt(&self, other: &ClientTls) -> bool {
-        let new = other.current.load_full();
-        let current = self.current.load();
-        if new.settings == current.settings && new.hash == current.hash {
-            return false;
-        }
-        self.current.store(new);
-        true
-    }
-
     /// The files to watch for changes (none when it uses the system roots and no
     /// client certificate).
     pub fn watched_paths(&self) -> Vec<PathBuf> {

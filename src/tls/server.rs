@@ -14,7 +14,6 @@ use tokio_rustls::TlsAcceptor;
 
 use super::x509::CertInfo;
 use super::{FileSet, TlsError, certs};
-use crate::telemetry::SecurityPolicy;
 
 /// The ALPN protocols weir offers clients, preferred first.
 const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
@@ -213,14 +212,6 @@ pub struct TlsInfo {
 }
 
 impl TlsInfo {
-    pub fn security_policy(&self) -> SecurityPolicy {
-        if self.client_verified {
-            SecurityPolicy::MutualTls
-        } else {
-            SecurityPolicy::None
-        }
-    }
-
     pub fn of(conn: &rustls::ServerConnection) -> TlsInfo {
         let version = match conn.protocol_version() {
             Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",

@@ -1,5 +1,6 @@
-//! The request body weir sends upstream: the client's body, streamed, and counted; and
-//! kept, up to a limit, for sending again to an HTTP/2 upstream that refused a stream.
+//! The request body weir hands hyper's HTTP/2 client: the client's body, streamed and
+//! counted; and kept, up to a limit, for sending again to an upstream that refused a
+//! stream.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,13 +13,14 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::sync::mpsc;
 
-/// One piece of a body handed over a channel by weir's own HTTP/1.1 path.
+/// One piece of a body handed over a channel by a source hyper cannot read itself.
 #[derive(Debug)]
-pub enum BodyChunk {
+pub(super) enum BodyChunk {
     Data(Bytes),
-    /// The body ended cleanly. A channel that closes without this means the client
-    /// went away mid-body, and the upstream must not see a complete request.
-    End,
+    /// The body ended cleanly, with trailer fields or none. A channel that closes
+    /// without this means the client went away mid-body, and the upstream must not see
+    /// a complete request.
+    End(Option<HeaderMap>),
 }
 
 /// Why the request body stopped early.
@@ -65,7 +67,7 @@ impl RequestBody {
     }
 
     /// A body fed through a channel (the sender counts the bytes).
-    pub fn channel(rx: mpsc::Receiver<BodyChunk>) -> Self {
+    pub(super) fn channel(rx: mpsc::Receiver<BodyChunk>) -> Self {
         RequestBody {
             inner: Inner::Channel { rx, ended: false },
             counted: None,
@@ -111,9 +113,10 @@ impl Body for RequestBody {
                 Poll::Ready(Some(BodyChunk::Data(data))) => {
                     Poll::Ready(Some(Ok(Frame::data(data))))
                 }
-                Poll::Ready(Some(BodyChunk::End)) => {
+                Poll::Ready(Some(BodyChunk::End(last))) => {
+                    // Trailers, if any, are the last frame.
                     *ended = true;
-                    Poll::Ready(None)
+                    Poll::Ready(last.map(|t| Ok(Frame::trailers(t))))
                 }
                 Poll::Ready(None) => Poll::Ready(Some(Err(RequestBodyError::ClientGone))),
             },
@@ -342,7 +345,7 @@ mod tests {
         tx.send(BodyChunk::Data(Bytes::from_static(b"cd")))
             .await
             .unwrap();
-        tx.send(BodyChunk::End).await.unwrap();
+        tx.send(BodyChunk::End(None)).await.unwrap();
         let again = replay.again().expect("a small body can be sent again");
         assert_eq!(again.method(), http::Method::POST);
         assert_eq!(again.uri(), "http://shop/cart");
@@ -364,7 +367,7 @@ mod tests {
                 let chunk = Bytes::from(vec![b'x'; 20 * 1024]);
                 tx.send(BodyChunk::Data(chunk)).await.unwrap();
             }
-            tx.send(BodyChunk::End).await.unwrap();
+            tx.send(BodyChunk::End(None)).await.unwrap();
         });
         assert_eq!(read_all(req.into_body()).await.len(), 100 * 1024);
         sender.await.unwrap();

@@ -1,15 +1,14 @@
 //! Validation of the `tls` keys (the listener's and each destination's). The files are
-//! loaded and checked here, so `weir check`, startup and a config reload all refuse a
-//! missing file, an expired certificate or a key that does not match, at the key that
-//! names the file.
+//! loaded and checked here (and the result dropped: the config keeps only the
+//! settings), so `weir check`, startup and a config reload all refuse a missing file, an
+//! expired certificate or a key that does not match, at the key that names the file.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use serde_saphyr::{Location, Spanned};
 
 use super::super::raw::{RawServerTls, RawUpstreamTls};
-use super::super::{EndpointAddr, Issue, Protocol, ServerTlsConfig, UpstreamTlsConfig};
+use super::super::{EndpointAddr, Issue, Protocol};
 use crate::tls::{ClientTls, ClientTlsSettings, ServerTls, ServerTlsSettings, TlsError, TlsMode};
 
 /// The listener's `tls`.
@@ -17,7 +16,7 @@ pub(super) fn server_tls(
     raw: &Spanned<RawServerTls>,
     origin: &str,
     issues: &mut Vec<Issue>,
-) -> Option<ServerTlsConfig> {
+) -> Option<ServerTlsSettings> {
     let tls = &raw.value;
     let before = issues.len();
     let mut required = |key: &str, value: &Option<Spanned<String>>| match value {
@@ -56,10 +55,7 @@ pub(super) fn server_tls(
         mode,
     };
     match ServerTls::load(settings.clone()) {
-        Ok(state) => Some(ServerTlsConfig {
-            settings,
-            state: Arc::new(state),
-        }),
+        Ok(_) => Some(settings),
         Err(error) => {
             let keys = [
                 ("tls.cert", &tls.cert, Some(&settings.cert)),
@@ -80,7 +76,7 @@ pub(super) fn upstream_tls(
     protocol: Protocol,
     origin: &str,
     issues: &mut Vec<Issue>,
-) -> Option<UpstreamTlsConfig> {
+) -> Option<ClientTlsSettings> {
     let tls = &raw.value;
     let path = |v: &Option<Spanned<String>>| v.as_ref().map(|v| resolve(origin, &v.value));
     let settings = ClientTlsSettings {
@@ -118,10 +114,7 @@ pub(super) fn upstream_tls(
         return None;
     }
     match ClientTls::load(settings.clone()) {
-        Ok(state) => Some(UpstreamTlsConfig {
-            settings,
-            state: Arc::new(state),
-        }),
+        Ok(_) => Some(settings),
         Err(error) => {
             let keys = [
                 ("tls.ca", &tls.ca, settings.ca.as_ref()),

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 /// The streams a connection has open, and since when it has had none.
 #[derive(Debug, Clone)]
-pub(super) struct OpenStreams(Arc<Counts>);
+pub(crate) struct OpenStreams(Arc<Counts>);
 
 #[derive(Debug)]
 struct Counts {
@@ -25,7 +25,7 @@ struct Counts {
 }
 
 impl OpenStreams {
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         OpenStreams(Arc::new(Counts {
             since: Instant::now(),
             open: AtomicUsize::new(0),
@@ -35,14 +35,14 @@ impl OpenStreams {
 
     /// Counts a stream as open until the guard drops (with its response body, or with
     /// the request's future when the client reset the stream).
-    pub(super) fn open(&self) -> StreamGuard {
+    pub(crate) fn open(&self) -> StreamGuard {
         self.0.open.fetch_add(1, Ordering::Relaxed);
         StreamGuard(self.0.clone())
     }
 
     /// When the connection becomes idle for `timeout` if no stream opens first;
     /// `None` while a stream is open.
-    pub(super) fn idle_at(&self, timeout: Duration) -> Option<Instant> {
+    pub(crate) fn idle_at(&self, timeout: Duration) -> Option<Instant> {
         if self.0.open.load(Ordering::Relaxed) > 0 {
             return None;
         }
@@ -53,7 +53,7 @@ impl OpenStreams {
 
 /// One open stream of a connection (see [`OpenStreams::open`]).
 #[derive(Debug)]
-pub(super) struct StreamGuard(Arc<Counts>);
+pub(crate) struct StreamGuard(Arc<Counts>);
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {

@@ -3,7 +3,7 @@
 //! error) when the new ones are bad.
 //!
 //! Each state's `reload()` compares a hash of the files' contents, so calling it when
-//! nothing changed costs a few small reads. [`crate::reload::run`] calls it whenever the
+//! nothing changed costs a few small reads. [`super::run`] calls it whenever the
 //! directories of these files change (Kubernetes Secret `..data` swaps included), after
 //! every config reload, and on its periodic check.
 
@@ -11,9 +11,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{ClientTls, ServerTls, TlsError};
 use crate::config::Config;
 use crate::state::Shared;
+use crate::tls::{ClientTls, ServerTls, TlsError};
 
 /// Every TLS state of a running weir, reloaded together.
 #[derive(Debug)]
@@ -52,10 +52,22 @@ impl TlsReloader {
     /// After a config reload: the listener takes the new `tls` settings (new paths, a
     /// new mode) when they changed. Adding or removing `tls` needs a restart.
     pub fn adopt_config(&mut self, config: &Config) {
-        if let (Some(server), Some(tls)) = (&self.server, &config.tls)
-            && server.adopt(&tls.state)
-        {
-            tracing::info!("listener TLS settings changed; new connections use them");
+        let (Some(server), Some(settings)) = (&self.server, &config.tls) else {
+            return;
+        };
+        if server.settings() == *settings {
+            return;
+        }
+        // Validation just read these files; they can only fail here if they changed
+        // since, and then the running certificate keeps serving.
+        match ServerTls::load(settings.clone()) {
+            Ok(new) if server.adopt(&new) => {
+                tracing::info!("listener TLS settings changed; new connections use them");
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::error!(%error, "new listener TLS settings refused; the previous certificate keeps serving");
+            }
         }
     }
 

@@ -1,0 +1,401 @@
+//! What each HTTP header means to a proxy, and the one policy weir applies to the header
+//! fields it forwards, in both directions, whatever the protocols on either side.
+//!
+//! A header section is read from a [`HeaderSource`] (the lines of an HTTP/1.1 head
+//! parsed in place, or hyper's map for HTTP/2) and written to a [`HeaderSink`] (the
+//! bytes of an HTTP/1.1 head, or a map for hyper). Both codecs and both upstream
+//! protocols go through [`forward_request`] and [`forward_response`], so what is
+//! removed, kept and added is decided in one place, driven by one table ([`role`]).
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::routing::random;
+
+/// What a header means to a proxy. Everything not named here is end-to-end and passes
+/// through untouched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    EndToEnd,
+    Connection,
+    /// `keep-alive`, `proxy-connection`, `trailer`, `proxy-authenticate`: hop-by-hop
+    /// headers (RFC 9110 §7.6.1) that are simply dropped.
+    HopByHop,
+    TransferEncoding,
+    Te,
+    Upgrade,
+    ContentLength,
+    Host,
+    Expect,
+    XForwardedFor,
+    XForwardedProto,
+    XRequestId,
+    ContentType,
+    Cookie,
+}
+
+/// The role of a header, by its name in any case: the one table of header roles.
+#[inline]
+pub fn role(name: &str) -> Role {
+    let is = |known: &str| name.eq_ignore_ascii_case(known);
+    match name.len() {
+        2 if is("te") => Role::Te,
+        4 if is("host") => Role::Host,
+        6 if is("expect") => Role::Expect,
+        6 if is("cookie") => Role::Cookie,
+        7 if is("upgrade") => Role::Upgrade,
+        7 if is("trailer") => Role::HopByHop,
+        10 if is("connection") => Role::Connection,
+        10 if is("keep-alive") => Role::HopByHop,
+        12 if is("x-request-id") => Role::XRequestId,
+        12 if is("content-type") => Role::ContentType,
+        14 if is("content-length") => Role::ContentLength,
+        15 if is("x-forwarded-for") => Role::XForwardedFor,
+        16 if is("proxy-connection") => Role::HopByHop,
+        17 if is("transfer-encoding") => Role::TransferEncoding,
+        17 if is("x-forwarded-proto") => Role::XForwardedProto,
+        18 if is("proxy-authenticate") => Role::HopByHop,
+        _ => Role::EndToEnd,
+    }
+}
+
+/// The comma-separated tokens of a list header, trimmed of spaces and tabs only (RFC
+/// 9110 §5.6.1: not Unicode whitespace), empty ones skipped.
+pub fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(|t| t.trim_ascii_start())
+        .map(trim_ows_end)
+        .filter(|t| !t.is_empty())
+}
+
+fn trim_ows_end(t: &[u8]) -> &[u8] {
+    let end = t
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map_or(0, |i| i + 1);
+    &t[..end]
+}
+
+/// Tokens of `Connection` that are options rather than the names of headers to drop:
+/// `keep-alive`, `close`, `upgrade` (handled on their own) and `te` (`te: trailers`
+/// must reach gRPC servers).
+fn is_connection_option(token: &[u8]) -> bool {
+    [&b"keep-alive"[..], b"close", b"upgrade", b"te"]
+        .iter()
+        .any(|o| token.eq_ignore_ascii_case(o))
+}
+
+// === HeaderSource ===
+
+/// A header section to read.
+pub trait HeaderSource {
+    /// Every field, in order, repeated names included.
+    fn fields(&self) -> impl Iterator<Item = (&str, &[u8])>;
+
+    /// Whether a `Connection` field names `name` (however many it names).
+    fn connection_lists(&self, name: &str) -> bool {
+        self.fields()
+            .filter(|(n, _)| role(n) == Role::Connection)
+            .flat_map(|(_, v)| tokens(v))
+            .any(|t| !is_connection_option(t) && t.eq_ignore_ascii_case(name.as_bytes()))
+    }
+
+    /// Whether any `Connection` field names a header to drop.
+    fn has_listed(&self) -> bool {
+        self.fields()
+            .filter(|(n, _)| role(n) == Role::Connection)
+            .flat_map(|(_, v)| tokens(v))
+            .any(|t| !is_connection_option(t))
+    }
+}
+
+impl HeaderSource for [httparse::Header<'_>] {
+    fn fields(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.iter().map(|h| (h.name, h.value))
+    }
+}
+
+impl HeaderSource for HeaderMap {
+    fn fields(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.iter().map(|(n, v)| (n.as_str(), v.as_bytes()))
+    }
+}
+
+// === HeaderSink ===
+
+/// A header section to write.
+pub trait HeaderSink {
+    fn field(&mut self, name: &str, value: &[u8]);
+    /// Starts a field whose value comes in pieces ([`HeaderSink::append`]), ended by
+    /// [`HeaderSink::end`].
+    fn begin(&mut self, name: &str);
+    fn append(&mut self, piece: &[u8]);
+    fn end(&mut self);
+}
+
+/// The header lines of an HTTP/1.1 head, written as bytes.
+#[derive(Debug)]
+pub struct Http1Lines<'a>(pub &'a mut Vec<u8>);
+
+impl HeaderSink for Http1Lines<'_> {
+    #[inline]
+    fn field(&mut self, name: &str, value: &[u8]) {
+        line(self.0, name.as_bytes(), value);
+    }
+
+    fn begin(&mut self, name: &str) {
+        self.0.extend_from_slice(name.as_bytes());
+        self.0.extend_from_slice(b": ");
+    }
+
+    fn append(&mut self, piece: &[u8]) {
+        self.0.extend_from_slice(piece);
+    }
+
+    fn end(&mut self) {
+        self.0.extend_from_slice(b"\r\n");
+    }
+}
+
+/// One HTTP/1.1 header line.
+#[inline]
+pub fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// A header map for hyper; fields that are not valid for it are skipped (HTTP/1.1
+/// lines weir parsed are valid names and values already).
+#[derive(Debug)]
+pub struct MapSink<'a> {
+    pub map: &'a mut HeaderMap,
+    pending: Option<(HeaderName, Vec<u8>)>,
+}
+
+impl<'a> MapSink<'a> {
+    pub fn new(map: &'a mut HeaderMap) -> Self {
+        MapSink { map, pending: None }
+    }
+}
+
+impl HeaderSink for MapSink<'_> {
+    fn field(&mut self, name: &str, value: &[u8]) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(value),
+        ) {
+            self.map.append(name, value);
+        }
+    }
+
+    fn begin(&mut self, name: &str) {
+        self.pending = HeaderName::from_bytes(name.as_bytes())
+            .ok()
+            .map(|n| (n, Vec::new()));
+    }
+
+    fn append(&mut self, piece: &[u8]) {
+        if let Some((_, value)) = &mut self.pending {
+            value.extend_from_slice(piece);
+        }
+    }
+
+    fn end(&mut self) {
+        if let Some((name, value)) = self.pending.take()
+            && let Ok(value) = HeaderValue::from_bytes(&value)
+        {
+            self.map.append(name, value);
+        }
+    }
+}
+
+// === The policy ===
+
+/// What the client connection contributes to the forwarding headers.
+#[derive(Debug, Clone)]
+pub struct Forwarding {
+    /// The client's IP, as it goes into `x-forwarded-for`.
+    pub client_ip: HeaderValue,
+    /// `http` or `https`.
+    pub proto: HeaderValue,
+}
+
+/// How one request's header section is forwarded.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestEdits<'a> {
+    pub forwarding: &'a Forwarding,
+    /// The upstream speaks HTTP/2: the host travels as `:authority`, not as a field.
+    pub to_http2: bool,
+    /// The client spoke HTTP/2 and the upstream speaks HTTP/1.1: split `cookie` fields
+    /// become one (RFC 9113 §8.2.3).
+    pub join_cookies: bool,
+    /// `host` to write when the source has none (an absolute-form target's authority,
+    /// or HTTP/2's `:authority`); ignored for HTTP/2 upstreams.
+    pub authority: Option<&'a str>,
+    /// An HTTP/1.1 upgrade (WebSocket) is being forwarded: `upgrade` stays.
+    pub upgrade: bool,
+    /// weir answers `expect: 100-continue` itself (as Envoy does), so it is not sent.
+    pub expect_continue: bool,
+    /// The body goes upstream with chunked framing.
+    pub chunked: bool,
+    /// Return the `x-request-id` sent (for the access log).
+    pub want_request_id: bool,
+}
+
+/// Writes the forwarded request's header fields: hop-by-hop fields and the ones
+/// `Connection` names out; `x-forwarded-for` appended with the client; `x-forwarded-proto`
+/// set; `x-request-id` kept or generated (returned when asked for).
+pub fn forward_request<S: HeaderSource + ?Sized>(
+    source: &S,
+    edits: &RequestEdits<'_>,
+    sink: &mut impl HeaderSink,
+) -> Option<HeaderValue> {
+    let listed = source.has_listed();
+    let (mut host, mut forwarded_for, mut cookies) = (false, false, 0usize);
+    let (mut has_request_id, mut request_id) = (false, None);
+    for (name, value) in source.fields() {
+        let keep = match role(name) {
+            Role::EndToEnd => !listed || !source.connection_lists(name),
+            Role::ContentLength | Role::ContentType => true,
+            Role::Host => {
+                host = true;
+                !edits.to_http2
+            }
+            Role::Cookie if edits.join_cookies => {
+                cookies += 1;
+                false
+            }
+            Role::Cookie => true,
+            Role::XRequestId => {
+                if !has_request_id && edits.want_request_id {
+                    request_id = HeaderValue::from_bytes(value).ok();
+                }
+                has_request_id = true;
+                true
+            }
+            Role::Te => value.eq_ignore_ascii_case(b"trailers"),
+            Role::Upgrade => edits.upgrade,
+            Role::Expect => !(edits.expect_continue && value.eq_ignore_ascii_case(b"100-continue")),
+            Role::XForwardedFor => {
+                forwarded_for = true;
+                false
+            }
+            Role::Connection | Role::HopByHop | Role::TransferEncoding | Role::XForwardedProto => {
+                false
+            }
+        };
+        if keep {
+            sink.field(name, value);
+        }
+    }
+    if !host
+        && !edits.to_http2
+        && let Some(authority) = edits.authority
+    {
+        sink.field("host", authority.as_bytes());
+    }
+    if cookies > 0 {
+        sink.begin("cookie");
+        let all = source.fields().filter(|(n, _)| role(n) == Role::Cookie);
+        for (i, (_, value)) in all.enumerate() {
+            if i > 0 {
+                sink.append(b"; ");
+            }
+            sink.append(value);
+        }
+        sink.end();
+    }
+    if edits.chunked {
+        sink.field("transfer-encoding", b"chunked");
+    }
+    if edits.upgrade {
+        sink.field("connection", b"upgrade");
+    }
+    // x-forwarded-for: this hop's client appended; several field lines are one list
+    // (RFC 9110 §5.3), so all of them are kept, in order.
+    sink.begin("x-forwarded-for");
+    if forwarded_for {
+        let all = source
+            .fields()
+            .filter(|(n, _)| role(n) == Role::XForwardedFor);
+        for (_, value) in all {
+            sink.append(value);
+            sink.append(b", ");
+        }
+    }
+    sink.append(edits.forwarding.client_ip.as_bytes());
+    sink.end();
+    sink.field("x-forwarded-proto", edits.forwarding.proto.as_bytes());
+    if has_request_id {
+        return request_id;
+    }
+    let generated = request_id_bytes();
+    sink.field("x-request-id", &generated);
+    edits
+        .want_request_id
+        .then(|| HeaderValue::from_bytes(&generated).ok())
+        .flatten()
+}
+
+/// How one response's header section is forwarded.
+#[derive(Debug, Clone, Copy)]
+pub struct ResponseEdits {
+    /// A 101 to a forwarded upgrade: `upgrade` stays.
+    pub upgrade: bool,
+    /// The upstream's body came chunked: a `content-length` beside it means nothing
+    /// (RFC 9112 §6.3) and is dropped.
+    pub drop_content_length: bool,
+}
+
+/// Writes the forwarded response's header fields: hop-by-hop fields and the ones
+/// `Connection` names out. The framing and `connection` fields the client's protocol
+/// needs are its codec's to add.
+pub fn forward_response<S: HeaderSource + ?Sized>(
+    source: &S,
+    edits: &ResponseEdits,
+    sink: &mut impl HeaderSink,
+) {
+    let listed = source.has_listed();
+    for (name, value) in source.fields() {
+        let keep = match role(name) {
+            Role::EndToEnd => !listed || !source.connection_lists(name),
+            Role::Upgrade => edits.upgrade,
+            Role::ContentLength => !edits.drop_content_length,
+            Role::Connection | Role::HopByHop | Role::TransferEncoding | Role::Te => false,
+            _ => true,
+        };
+        if keep {
+            sink.field(name, value);
+        }
+    }
+}
+
+/// A random (version 4) UUID in its 36-character text form, as Envoy generates for
+/// `x-request-id`.
+pub fn request_id_bytes() -> [u8; 36] {
+    let hi = random::next_u64();
+    let lo = random::next_u64();
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&hi.to_be_bytes());
+    bytes[8..].copy_from_slice(&lo.to_be_bytes());
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 36];
+    let mut o = 0;
+    for (i, b) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out[o] = b'-';
+            o += 1;
+        }
+        out[o] = HEX[(b >> 4) as usize];
+        out[o + 1] = HEX[(b & 0xf) as usize];
+        o += 2;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

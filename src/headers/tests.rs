@@ -1,0 +1,170 @@
+use super::*;
+
+fn fwd() -> Forwarding {
+    Forwarding {
+        client_ip: HeaderValue::from_static("10.0.0.7"),
+        proto: HeaderValue::from_static("http"),
+    }
+}
+
+fn edits(fwd: &Forwarding) -> RequestEdits<'_> {
+    RequestEdits {
+        forwarding: fwd,
+        to_http2: false,
+        join_cookies: false,
+        authority: None,
+        upgrade: false,
+        expect_continue: false,
+        chunked: false,
+        want_request_id: true,
+    }
+}
+
+/// Parses `raw` as a request head and forwards its fields as HTTP/1.1 lines.
+fn forward_lines(raw: &[u8], edits: &RequestEdits<'_>) -> (String, Option<HeaderValue>) {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    assert!(req.parse(raw).unwrap().is_complete());
+    let mut out = Vec::new();
+    let id = forward_request(req.headers, edits, &mut Http1Lines(&mut out));
+    (String::from_utf8(out).unwrap(), id)
+}
+
+#[test]
+fn strips_hop_by_hop_and_adds_forwarding() {
+    let raw = b"GET /x HTTP/1.1\r\nHost: shop\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\nTE: gzip\r\nX-Forwarded-For: 1.2.3.4\r\nx-forwarded-for: 5.6.7.8\r\nX-Forwarded-Proto: https\r\nAccept: */*\r\n\r\n";
+    let fwd = fwd();
+    let (text, id) = forward_lines(raw, &edits(&fwd));
+    assert!(text.starts_with("Host: shop\r\nAccept: */*\r\n"), "{text}");
+    for gone in ["Connection", "X-Secret", "Keep-Alive", "TE:", "https"] {
+        assert!(!text.contains(gone), "{gone} in {text}");
+    }
+    assert!(
+        text.contains("x-forwarded-for: 1.2.3.4, 5.6.7.8, 10.0.0.7\r\n"),
+        "{text}"
+    );
+    assert!(text.contains("x-forwarded-proto: http\r\n"));
+    let id = id.unwrap();
+    assert_eq!(id.len(), 36);
+    assert!(text.contains(&format!("x-request-id: {}\r\n", id.to_str().unwrap())));
+}
+
+#[test]
+fn every_name_connection_lists_is_removed() {
+    let names: Vec<String> = (0..20).map(|i| format!("x-h{i}")).collect();
+    let mut raw = format!("GET / HTTP/1.1\r\nConnection: {}\r\n", names.join(", "));
+    for name in &names {
+        raw.push_str(&format!("{name}: 1\r\n"));
+    }
+    raw.push_str("x-kept: 1\r\n\r\n");
+    let fwd = fwd();
+    let (text, _) = forward_lines(raw.as_bytes(), &edits(&fwd));
+    for name in &names {
+        assert!(!text.contains(&format!("{name}:")), "{name} in {text}");
+    }
+    assert!(text.contains("x-kept: 1\r\n"));
+}
+
+#[test]
+fn keeps_te_trailers_and_a_given_request_id() {
+    let raw = b"GET / HTTP/1.1\r\nTE: trailers\r\nX-Request-Id: abc\r\n\r\n";
+    let fwd = fwd();
+    let (text, id) = forward_lines(raw, &edits(&fwd));
+    assert!(text.contains("TE: trailers\r\n"), "{text}");
+    assert_eq!(id.unwrap(), "abc");
+    assert_eq!(
+        text.matches("x-request-id").count() + text.matches("X-Request-Id").count(),
+        1
+    );
+}
+
+#[test]
+fn host_from_the_authority_only_when_missing() {
+    let fwd = fwd();
+    let with = RequestEdits {
+        authority: Some("shop.example:8080"),
+        ..edits(&fwd)
+    };
+    let (text, _) = forward_lines(b"GET / HTTP/1.1\r\n\r\n", &with);
+    assert!(text.starts_with("host: shop.example:8080\r\n"), "{text}");
+    let (text, _) = forward_lines(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", &with);
+    assert!(
+        text.starts_with("Host: a\r\n") && !text.contains("host:"),
+        "{text}"
+    );
+}
+
+#[test]
+fn http2_sources_and_sinks() {
+    let mut map = HeaderMap::new();
+    map.append("cookie", HeaderValue::from_static("a=1"));
+    map.append("cookie", HeaderValue::from_static("b=2"));
+    map.append("host", HeaderValue::from_static("shop"));
+    map.append("te", HeaderValue::from_static("trailers"));
+    let fwd = fwd();
+    // HTTP/2 to HTTP/1.1: one cookie line.
+    let mut out = Vec::new();
+    let to_h1 = RequestEdits {
+        join_cookies: true,
+        ..edits(&fwd)
+    };
+    forward_request(&map, &to_h1, &mut Http1Lines(&mut out));
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains("cookie: a=1; b=2\r\n"), "{text}");
+    assert!(text.contains("host: shop\r\n"));
+    // To HTTP/2: host becomes the authority, cookies stay apart.
+    let mut sink = HeaderMap::new();
+    let to_h2 = RequestEdits {
+        to_http2: true,
+        ..edits(&fwd)
+    };
+    forward_request(&map, &to_h2, &mut MapSink::new(&mut sink));
+    assert!(sink.get("host").is_none());
+    assert_eq!(sink.get_all("cookie").iter().count(), 2);
+    assert_eq!(sink["te"], "trailers");
+    assert_eq!(sink["x-forwarded-for"], "10.0.0.7");
+}
+
+#[test]
+fn upgrades_keep_their_headers() {
+    let raw = b"GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+    let fwd = fwd();
+    let with = RequestEdits {
+        upgrade: true,
+        ..edits(&fwd)
+    };
+    let (text, _) = forward_lines(raw, &with);
+    assert!(text.contains("Upgrade: websocket\r\n"), "{text}");
+    assert!(text.contains("connection: upgrade\r\n"), "{text}");
+    let (text, _) = forward_lines(raw, &edits(&fwd));
+    assert!(!text.contains("pgrade"), "{text}");
+}
+
+#[test]
+fn responses_lose_hop_by_hop_fields() {
+    let mut headers = [httparse::EMPTY_HEADER; 16];
+    let mut resp = httparse::Response::new(&mut headers);
+    let raw = b"HTTP/1.1 200 OK\r\nServer: x\r\nConnection: keep-alive, x-hop\r\nx-hop: 1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n";
+    assert!(resp.parse(raw).unwrap().is_complete());
+    let mut out = Vec::new();
+    let edits = ResponseEdits {
+        upgrade: false,
+        drop_content_length: true,
+    };
+    forward_response(resp.headers, &edits, &mut Http1Lines(&mut out));
+    assert_eq!(String::from_utf8(out).unwrap(), "Server: x\r\n");
+}
+
+#[test]
+fn list_tokens_are_trimmed_of_spaces_and_tabs_only() {
+    let tokens: Vec<&[u8]> = tokens(b" a ,\tb\t,, c\xc2\xa0").collect();
+    assert_eq!(tokens, [&b"a"[..], b"b", b"c\xc2\xa0"]);
+}
+
+#[test]
+fn request_ids_are_version_4_uuids() {
+    let id = request_id_bytes();
+    assert_eq!(id[14], b'4');
+    assert!(matches!(id[19], b'8' | b'9' | b'a' | b'b'));
+    assert_ne!(request_id_bytes(), id);
+}
