@@ -89,35 +89,57 @@ fn is_connection_option(token: &[u8]) -> bool {
 
 /// A header section to read.
 pub trait HeaderSource {
-    /// Every field, in order, repeated names included.
-    fn fields(&self) -> impl Iterator<Item = (&str, &[u8])>;
+    /// Every field with its role, in order, repeated names included.
+    fn fields(&self) -> impl Iterator<Item = (&str, &[u8], Role)>;
+
+    /// Whether a `Connection` field names headers to drop (besides its options).
+    fn listed(&self) -> bool;
 
     /// Whether a `Connection` field names `name` (however many it names).
     fn connection_lists(&self, name: &str) -> bool {
         self.fields()
-            .filter(|(n, _)| role(n) == Role::Connection)
-            .flat_map(|(_, v)| tokens(v))
+            .filter(|(_, _, role)| *role == Role::Connection)
+            .flat_map(|(_, v, _)| tokens(v))
             .any(|t| !is_connection_option(t) && t.eq_ignore_ascii_case(name.as_bytes()))
-    }
-
-    /// Whether any `Connection` field names a header to drop.
-    fn has_listed(&self) -> bool {
-        self.fields()
-            .filter(|(n, _)| role(n) == Role::Connection)
-            .flat_map(|(_, v)| tokens(v))
-            .any(|t| !is_connection_option(t))
     }
 }
 
-impl HeaderSource for [httparse::Header<'_>] {
-    fn fields(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.iter().map(|h| (h.name, h.value))
+/// The fields of an HTTP/1.1 head parsed in place, classified once by the parser.
+#[derive(Debug, Clone, Copy)]
+pub struct Lines<'h, 'b> {
+    pub headers: &'h [httparse::Header<'b>],
+    /// The role of each line, in order.
+    pub roles: &'h [Role],
+    /// `Connection` names headers to drop.
+    pub listed: bool,
+}
+
+impl HeaderSource for Lines<'_, '_> {
+    #[inline]
+    fn fields(&self) -> impl Iterator<Item = (&str, &[u8], Role)> {
+        self.headers
+            .iter()
+            .zip(self.roles)
+            .map(|(h, role)| (h.name, h.value, *role))
+    }
+
+    fn listed(&self) -> bool {
+        self.listed
     }
 }
 
 impl HeaderSource for HeaderMap {
-    fn fields(&self) -> impl Iterator<Item = (&str, &[u8])> {
-        self.iter().map(|(n, v)| (n.as_str(), v.as_bytes()))
+    fn fields(&self) -> impl Iterator<Item = (&str, &[u8], Role)> {
+        self.iter()
+            .map(|(n, v)| (n.as_str(), v.as_bytes(), role(n.as_str())))
+    }
+
+    fn listed(&self) -> bool {
+        // HTTP/2 forbids `connection` (hyper's maps from HTTP/2 never have one).
+        self.get_all(http::header::CONNECTION)
+            .iter()
+            .flat_map(|v| tokens(v.as_bytes()))
+            .any(|t| !is_connection_option(t))
     }
 }
 
@@ -252,11 +274,11 @@ pub fn forward_request<S: HeaderSource + ?Sized>(
     edits: &RequestEdits<'_>,
     sink: &mut impl HeaderSink,
 ) -> Option<HeaderValue> {
-    let listed = source.has_listed();
+    let listed = source.listed();
     let (mut host, mut forwarded_for, mut cookies) = (false, false, 0usize);
     let (mut has_request_id, mut request_id) = (false, None);
-    for (name, value) in source.fields() {
-        let keep = match role(name) {
+    for (name, value, role) in source.fields() {
+        let keep = match role {
             Role::EndToEnd => !listed || !source.connection_lists(name),
             Role::ContentLength | Role::ContentType => true,
             Role::Host => {
@@ -298,8 +320,8 @@ pub fn forward_request<S: HeaderSource + ?Sized>(
     }
     if cookies > 0 {
         sink.begin("cookie");
-        let all = source.fields().filter(|(n, _)| role(n) == Role::Cookie);
-        for (i, (_, value)) in all.enumerate() {
+        let all = source.fields().filter(|(_, _, role)| *role == Role::Cookie);
+        for (i, (_, value, _)) in all.enumerate() {
             if i > 0 {
                 sink.append(b"; ");
             }
@@ -319,8 +341,8 @@ pub fn forward_request<S: HeaderSource + ?Sized>(
     if forwarded_for {
         let all = source
             .fields()
-            .filter(|(n, _)| role(n) == Role::XForwardedFor);
-        for (_, value) in all {
+            .filter(|(_, _, role)| *role == Role::XForwardedFor);
+        for (_, value, _) in all {
             sink.append(value);
             sink.append(b", ");
         }
@@ -357,9 +379,9 @@ pub fn forward_response<S: HeaderSource + ?Sized>(
     edits: &ResponseEdits,
     sink: &mut impl HeaderSink,
 ) {
-    let listed = source.has_listed();
-    for (name, value) in source.fields() {
-        let keep = match role(name) {
+    let listed = source.listed();
+    for (name, value, role) in source.fields() {
+        let keep = match role {
             Role::EndToEnd => !listed || !source.connection_lists(name),
             Role::Upgrade => edits.upgrade,
             Role::ContentLength => !edits.drop_content_length,
@@ -382,20 +404,26 @@ pub fn request_id_bytes() -> [u8; 36] {
     bytes[8..].copy_from_slice(&lo.to_be_bytes());
     bytes[6] = (bytes[6] & 0x0f) | 0x40;
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = [0u8; 36];
-    let mut o = 0;
-    for (i, b) in bytes.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            out[o] = b'-';
-            o += 1;
-        }
-        out[o] = HEX[(b >> 4) as usize];
-        out[o + 1] = HEX[(b & 0xf) as usize];
-        o += 2;
+    // Where each byte's two hex digits go, around the dashes of 8-4-4-4-12.
+    const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
+    let mut out = [b'-'; 36];
+    for (b, at) in bytes.iter().zip(AT) {
+        out[at..at + 2].copy_from_slice(&HEX_PAIRS[usize::from(*b)]);
     }
     out
 }
+
+/// Each byte's two lowercase hex digits: a request id is on every request's path.
+static HEX_PAIRS: [[u8; 2]; 256] = {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut table = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = [HEX[i >> 4], HEX[i & 0xf]];
+        i += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests;

@@ -207,8 +207,8 @@ fn write_upstream_head<H: HeaderSource + ?Sized>(
 fn host_field<H: HeaderSource + ?Sized>(headers: &H) -> Option<&str> {
     headers
         .fields()
-        .find(|(name, _)| name.eq_ignore_ascii_case("host"))
-        .and_then(|(_, value)| std::str::from_utf8(value).ok())
+        .find(|(_, _, role)| *role == headers::Role::Host)
+        .and_then(|(_, value, _)| std::str::from_utf8(value).ok())
 }
 
 /// The URI of a request to an HTTP/2 upstream: `http://AUTHORITY/PATH?QUERY`.

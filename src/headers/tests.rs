@@ -25,9 +25,32 @@ fn forward_lines(raw: &[u8], edits: &RequestEdits<'_>) -> (String, Option<Header
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut req = httparse::Request::new(&mut headers);
     assert!(req.parse(raw).unwrap().is_complete());
+    let roles = roles(req.headers);
     let mut out = Vec::new();
-    let id = forward_request(req.headers, edits, &mut Http1Lines(&mut out));
+    let id = forward_request(
+        &lines(req.headers, &roles),
+        edits,
+        &mut Http1Lines(&mut out),
+    );
     (String::from_utf8(out).unwrap(), id)
+}
+
+/// Each line's role, as the HTTP/1.1 parser classifies them.
+fn roles(headers: &[httparse::Header<'_>]) -> Vec<Role> {
+    headers.iter().map(|h| role(h.name)).collect()
+}
+
+fn lines<'h, 'b>(headers: &'h [httparse::Header<'b>], roles: &'h [Role]) -> Lines<'h, 'b> {
+    let listed = headers
+        .iter()
+        .filter(|h| role(h.name) == Role::Connection)
+        .flat_map(|h| tokens(h.value))
+        .any(|t| !is_connection_option(t));
+    Lines {
+        headers,
+        roles,
+        listed,
+    }
 }
 
 #[test]
@@ -151,7 +174,12 @@ fn responses_lose_hop_by_hop_fields() {
         upgrade: false,
         drop_content_length: true,
     };
-    forward_response(resp.headers, &edits, &mut Http1Lines(&mut out));
+    let roles = roles(resp.headers);
+    forward_response(
+        &lines(resp.headers, &roles),
+        &edits,
+        &mut Http1Lines(&mut out),
+    );
     assert_eq!(String::from_utf8(out).unwrap(), "Server: x\r\n");
 }
 

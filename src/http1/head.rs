@@ -6,7 +6,7 @@ use std::mem::MaybeUninit;
 
 use httparse::Header;
 
-use crate::headers::{Role, role, tokens};
+use crate::headers::{Lines, Role, role, tokens};
 
 /// The most header lines a message may carry (nginx and hyper allow about 100).
 pub(crate) const MAX_HEADERS: usize = 128;
@@ -14,10 +14,19 @@ pub(crate) const MAX_HEADERS: usize = 128;
 /// Envoy 60 KiB in all).
 pub(crate) const MAX_HEAD: usize = 64 * 1024;
 
-pub(crate) type HeaderStorage<'b> = [MaybeUninit<Header<'b>>; MAX_HEADERS];
+/// Where a parsed head's header lines and their roles are kept: on the parser's
+/// stack, so a head costs no allocation. Each line is classified once, by the parser,
+/// and the header policy reads the role from here.
+pub(crate) struct HeadStorage<'b> {
+    headers: [MaybeUninit<Header<'b>>; MAX_HEADERS],
+    roles: [Role; MAX_HEADERS],
+}
 
-pub(crate) fn header_storage<'b>() -> HeaderStorage<'b> {
-    [const { MaybeUninit::uninit() }; MAX_HEADERS]
+pub(crate) fn header_storage<'b>() -> HeadStorage<'b> {
+    HeadStorage {
+        headers: [const { MaybeUninit::uninit() }; MAX_HEADERS],
+        roles: [Role::EndToEnd; MAX_HEADERS],
+    }
 }
 
 /// How a message's body is delimited (RFC 9112 §6).
@@ -52,12 +61,17 @@ pub(crate) struct Facts<'b> {
     pub expect_continue: bool,
     pub host: Option<&'b str>,
     pub grpc: bool,
+    /// `Connection` names headers to drop (other than its options).
+    pub listed: bool,
 }
 
-fn facts<'b>(headers: &[Header<'b>]) -> Result<Facts<'b>, HeadError> {
+/// Classifies every line into `roles` and gathers the facts.
+fn facts<'b>(headers: &[Header<'b>], roles: &mut [Role]) -> Result<Facts<'b>, HeadError> {
     let mut f = Facts::default();
-    for h in headers {
-        match role(h.name) {
+    for (h, slot) in headers.iter().zip(roles.iter_mut()) {
+        let role = role(h.name);
+        *slot = role;
+        match role {
             Role::ContentLength => {
                 let n = content_length(h.value)?;
                 if f.content_length.is_some_and(|prev| prev != n) {
@@ -77,6 +91,8 @@ fn facts<'b>(headers: &[Header<'b>]) -> Result<Facts<'b>, HeadError> {
                         f.keep_alive = true;
                     } else if token.eq_ignore_ascii_case(b"upgrade") {
                         f.connection_upgrade = true;
+                    } else if !token.eq_ignore_ascii_case(b"te") {
+                        f.listed = true;
                     }
                 }
             }
@@ -126,6 +142,7 @@ pub(crate) struct RequestHead<'h, 'b> {
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor: u8,
     pub headers: &'h [Header<'b>],
+    roles: &'h [Role],
     /// Bytes of the head, blank line included.
     pub len: usize,
     pub framing: Framing,
@@ -135,13 +152,28 @@ pub(crate) struct RequestHead<'h, 'b> {
     pub facts: Facts<'b>,
 }
 
+impl<'h, 'b> RequestHead<'h, 'b> {
+    /// The header fields with their roles, for the header policy.
+    pub(crate) fn fields(&self) -> Lines<'h, 'b> {
+        Lines {
+            headers: self.headers,
+            roles: self.roles,
+            listed: self.facts.listed,
+        }
+    }
+}
+
 /// Parses a request head; `None` when `buf` does not hold all of it yet.
 pub(crate) fn parse_request<'h, 'b>(
     buf: &'b [u8],
-    storage: &'h mut HeaderStorage<'b>,
+    storage: &'h mut HeadStorage<'b>,
 ) -> Result<Option<RequestHead<'h, 'b>>, HeadError> {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    let HeadStorage { headers, roles } = storage;
     let mut req = httparse::Request::new(&mut []);
-    let len = match req.parse_with_uninit_headers(buf, storage) {
+    let len = match req.parse_with_uninit_headers(buf, headers) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(map_parse_error(e)),
@@ -150,7 +182,9 @@ pub(crate) fn parse_request<'h, 'b>(
         return Err(HeadError::Invalid("malformed request line"));
     };
     let headers: &'h [Header<'b>] = req.headers;
-    let f = facts(headers)?;
+    let roles = &mut roles[..headers.len()];
+    let f = facts(headers, roles)?;
+    let roles: &'h [Role] = roles;
     let framing = match (f.chunked, f.content_length) {
         (Some(_), Some(_)) => {
             return Err(HeadError::Invalid(
@@ -176,6 +210,7 @@ pub(crate) fn parse_request<'h, 'b>(
         target,
         minor,
         headers,
+        roles,
         len,
         framing,
         keep_alive,
@@ -190,23 +225,40 @@ pub(crate) struct ResponseHead<'h, 'b> {
     pub status: u16,
     pub reason: &'b str,
     pub headers: &'h [Header<'b>],
+    roles: &'h [Role],
+    listed: bool,
     pub len: usize,
     pub framing: Framing,
     /// The upstream keeps the connection open after this response.
     pub reusable: bool,
 }
 
+impl<'h, 'b> ResponseHead<'h, 'b> {
+    /// The header fields with their roles, for the header policy.
+    pub(crate) fn fields(&self) -> Lines<'h, 'b> {
+        Lines {
+            headers: self.headers,
+            roles: self.roles,
+            listed: self.listed,
+        }
+    }
+}
+
 /// Parses a response head; `None` when `buf` does not hold all of it yet. The body's
 /// framing depends on the request: a response to HEAD has none.
 pub(crate) fn parse_response<'h, 'b>(
     buf: &'b [u8],
-    storage: &'h mut HeaderStorage<'b>,
+    storage: &'h mut HeadStorage<'b>,
     head_request: bool,
 ) -> Result<Option<ResponseHead<'h, 'b>>, HeadError> {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    let HeadStorage { headers, roles } = storage;
     let mut resp = httparse::Response::new(&mut []);
     let len = match httparse::ParserConfig::default()
         .allow_spaces_after_header_name_in_responses(true)
-        .parse_response_with_uninit_headers(&mut resp, buf, storage)
+        .parse_response_with_uninit_headers(&mut resp, buf, headers)
     {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
@@ -216,7 +268,9 @@ pub(crate) fn parse_response<'h, 'b>(
         return Err(HeadError::Invalid("malformed status line"));
     };
     let headers: &'h [Header<'b>] = resp.headers;
-    let f = facts(headers)?;
+    let roles = &mut roles[..headers.len()];
+    let f = facts(headers, roles)?;
+    let roles: &'h [Role] = roles;
     let framing = if head_request || status < 200 || status == 204 || status == 304 {
         Framing::Empty
     } else {
@@ -237,6 +291,8 @@ pub(crate) fn parse_response<'h, 'b>(
         status,
         reason: resp.reason.unwrap_or(""),
         headers,
+        roles,
+        listed: f.listed,
         len,
         framing,
         reusable: keep_alive && framing != Framing::UntilClose,

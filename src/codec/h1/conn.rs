@@ -192,6 +192,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Client<I> {
             expect_continue: head.facts.expect_continue,
             grpc: head.facts.grpc,
         };
+        let fields = head.fields();
         let request = RequestHead {
             start,
             method: head.method,
@@ -207,7 +208,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> Client<I> {
                 query,
                 headers: RequestHeaders::Lines(head.headers),
             },
-            headers: head.headers,
+            headers: &fields,
             version: if head.minor == 0 {
                 Version::HTTP_10
             } else {

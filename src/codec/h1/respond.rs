@@ -72,7 +72,7 @@ impl ResponseSink for ClientSink<'_> {
             upgrade: head.status == 101,
             drop_content_length: head.framing == Framing::Chunked,
         };
-        headers::forward_response(head.headers, &edits, &mut Http1Lines(self.wbuf));
+        headers::forward_response(&head.fields(), &edits, &mut Http1Lines(self.wbuf));
         if chunked {
             self.wbuf
                 .extend_from_slice(b"transfer-encoding: chunked\r\n");

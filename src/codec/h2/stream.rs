@@ -75,7 +75,7 @@ pub(super) async fn serve(
         grpc,
         http2: true,
     };
-    let mut upstream_head = Vec::new();
+    let mut upstream_head = Vec::with_capacity(512);
     let mut exchange = match pipeline::prepare(&shared, &downstream, &head, &mut upstream_head) {
         Prepared::Local(record, reply) => return Ok(local(reply, record, stream)),
         Prepared::Forward(exchange) => exchange,
@@ -145,7 +145,11 @@ impl ResponseSink for PartsSink {
             upgrade: false,
             drop_content_length: head.framing == Framing::Chunked,
         };
-        headers::forward_response(head.headers, &edits, &mut MapSink::new(&mut parts.headers));
+        headers::forward_response(
+            &head.fields(),
+            &edits,
+            &mut MapSink::new(&mut parts.headers),
+        );
         self.0 = Some(parts);
     }
 }
