@@ -59,7 +59,7 @@ enum Parsed {
 }
 
 /// A client connection and the buffers its requests reuse.
-pub(super) struct Client<I> {
+pub(super) struct ClientConn<I> {
     pub io: I,
     /// Bytes from the client not yet handled.
     pub rbuf: Buffer,
@@ -82,7 +82,7 @@ pub(crate) async fn serve<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut c = Client {
+    let mut c = ClientConn {
         io,
         rbuf: Buffer::new(),
         head: Vec::with_capacity(1024),
@@ -146,7 +146,7 @@ pub(crate) async fn serve<I>(
     let _ = c.io.shutdown().await;
 }
 
-impl<I: AsyncRead + AsyncWrite + Unpin> Client<I> {
+impl<I: AsyncRead + AsyncWrite + Unpin> ClientConn<I> {
     /// Parses the buffered request head and hands it to the pipeline, which routes it
     /// and writes the upstream head.
     fn prepare(&mut self) -> Parsed {

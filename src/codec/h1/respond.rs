@@ -7,7 +7,7 @@ use std::future::Future;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use super::conn::{Client, Next, RequestInfo};
+use super::conn::{ClientConn, Next, RequestInfo};
 use super::source::ClientBody;
 use crate::headers::{self, Http1Lines, ResponseEdits};
 use crate::http1::{BodyState, Framing, ResponseHead, status_line};
@@ -89,14 +89,14 @@ impl ResponseSink for ClientSink<'_> {
     }
 }
 
-impl<I: AsyncRead + AsyncWrite + Unpin> Client<I> {
+impl<I: AsyncRead + AsyncWrite + Unpin> ClientConn<I> {
     /// Forwards a request the pipeline prepared and answers the client.
     pub(super) async fn proxy(&mut self, req: RequestInfo, mut exchange: Exchange) -> Next {
         if !self.continue_if_expected(&req).await {
             return Next::Close;
         }
         let draining = self.shared.is_draining();
-        let Client {
+        let ClientConn {
             io,
             rbuf,
             head,

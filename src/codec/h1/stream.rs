@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
-use super::conn::{Client, Next, RequestInfo};
+use super::conn::{ClientConn, Next, RequestInfo};
 use super::respond::{ConnectionHeader, with_deadline};
 use crate::headers::{self, Http1Lines, ResponseEdits};
 use crate::http1::{Framing, chunk_header, status_line};
@@ -54,7 +54,7 @@ impl Out {
     }
 }
 
-impl<I: AsyncRead + AsyncWrite + Unpin> Client<I> {
+impl<I: AsyncRead + AsyncWrite + Unpin> ClientConn<I> {
     /// Sends the response head (in the write buffer) and the body of an HTTP/1.1
     /// upstream's response; true when all of it went through.
     pub(super) async fn stream_raw(

@@ -4,11 +4,11 @@
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 
-use super::conn::{Client, Next};
+use super::conn::{ClientConn, Next};
 use crate::telemetry::{RequestRecord, ResponseFlag};
 use crate::upstream::RawResponse;
 
-impl<I: AsyncRead + AsyncWrite + Unpin> Client<I> {
+impl<I: AsyncRead + AsyncWrite + Unpin> ClientConn<I> {
     /// Runs the tunnel in the connection's task. The record is counted when the tunnel
     /// closes, so its duration is the session's and its byte counts what crossed it.
     pub(super) async fn tunnel(
