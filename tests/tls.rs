@@ -2,38 +2,48 @@
 //! permissive mutual TLS, the connection's TLS facts in the access log and
 //! `x-forwarded-proto`, and certificate hot reload.
 
-mod tls_support;
+mod support;
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use tls_support::{
-    Pki, TempDir, Weir, config, connector, echo, http_get, https_get, open_tls, refusal, within,
-};
+use support::*;
 
-/// Writes the CA, a server certificate (serial 1) and a client certificate into `dir`.
-fn write_pki(dir: &TempDir, pki: &Pki) {
+/// A directory holding the CA and a server certificate (serial 1) with its key.
+fn pki_dir(tag: &str, pki: &Pki) -> TempDir {
+    let dir = TempDir::new(tag);
     dir.write("ca.pem", &pki.ca_pem());
     let server = pki.server(1);
     dir.write("server.pem", &server.cert);
     dir.write("server-key.pem", &server.key);
+    dir
 }
+
+/// Starts weir (text logs, access log on, one worker) in `dir` with the listener's
+/// `tls:` value and one route to `endpoint`.
+async fn weir_in(dir: TempDir, listener_tls: &str, endpoint: SocketAddr) -> Weir {
+    let yaml = format!(
+        "workers: 1\naccess_log: true\ntls: {listener_tls}\n\
+         destinations:\n  echo: {{ endpoints: [\"{endpoint}\"] }}\n\
+         routes:\n  - name: all\n    split: {{ echo: 100 }}\n"
+    );
+    Weir::start_in(dir, &yaml, LogFormat::Text).await
+}
+
+/// How long an access-log line may trail its response.
+const LOG_WAIT: Duration = Duration::from_secs(5);
 
 #[tokio::test]
 async fn https_serves_the_protocol_alpn_chose() {
     within(60, async {
-        let dir = TempDir::new("alpn");
         let pki = Pki::new("weir test CA");
-        write_pki(&dir, &pki);
-        let upstream = echo(None).await;
-        let cfg = dir.write(
-            "weir.yaml",
-            &config(
-                "{ cert: server.pem, key: server-key.pem }",
-                upstream.addr,
-                "",
-            ),
-        );
-        let weir = Weir::start(&cfg);
+        let upstream = tls_echo(None).await;
+        let weir = weir_in(
+            pki_dir("alpn", &pki),
+            "{ cert: server.pem, key: server-key.pem }",
+            upstream.addr,
+        )
+        .await;
         let ca = pki.ca_pem();
 
         let (reply, hs) = https_get(
@@ -46,7 +56,7 @@ async fn https_serves_the_protocol_alpn_chose() {
         assert_eq!(hs.alpn.as_deref(), Some("h2"));
         assert_eq!(reply.version, http::Version::HTTP_2);
         assert_eq!(reply.status, 200, "{reply:?}");
-        assert_eq!(reply.header("x-seen-forwarded-proto"), "https");
+        assert_eq!(reply.header("x-seen-forwarded-proto"), Some("https"));
 
         let (reply, hs) = https_get(weir.listen, &connector(&ca, None, &["http/1.1"]), "/b")
             .await
@@ -54,7 +64,7 @@ async fn https_serves_the_protocol_alpn_chose() {
         assert_eq!(hs.alpn.as_deref(), Some("http/1.1"));
         assert_eq!(reply.version, http::Version::HTTP_11);
         assert_eq!(reply.status, 200);
-        assert_eq!(reply.header("x-seen-forwarded-proto"), "https");
+        assert_eq!(reply.header("x-seen-forwarded-proto"), Some("https"));
 
         // No ALPN at all: HTTP/1.1.
         let (reply, hs) = https_get(weir.listen, &connector(&ca, None, &[]), "/c")
@@ -66,7 +76,7 @@ async fn https_serves_the_protocol_alpn_chose() {
         // TLS 1.2 is accepted too.
         let tls12 = {
             let mut roots = rustls::RootCertStore::empty();
-            roots.add(tls_support::certs(&ca).remove(0)).unwrap();
+            roots.add(certs(&ca).remove(0)).unwrap();
             let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
                 rustls::crypto::ring::default_provider(),
             ))
@@ -79,15 +89,18 @@ async fn https_serves_the_protocol_alpn_chose() {
         let (reply, hs) = https_get(weir.listen, &tls12, "/d").await.expect("TLS 1.2");
         assert_eq!(hs.version, Some(rustls::ProtocolVersion::TLSv1_2));
         assert_eq!(reply.status, 200);
-        let line = weir.wait_for_log(&["path=/d", "tls=\"TLSv1.2\""], 5).await;
-        assert!(
-            line.is_some(),
-            "access log has the TLS version:\n{}",
-            weir.logs()
-        );
+        weir.wait_line_for(
+            "the TLS version in the access log",
+            LOG_WAIT,
+            with_all(&["path=/d", "tls=\"TLSv1.2\""]),
+        )
+        .await;
 
         // A plaintext client on a strict TLS port is closed on.
-        assert!(http_get(weir.listen, false, "/plain").await.is_err());
+        for proto in Proto::ALL {
+            let plain = http_get(weir.listen, proto, "/plain").await;
+            assert!(plain.is_err(), "{proto} in plaintext: {plain:?}");
+        }
     })
     .await;
 }
@@ -95,19 +108,14 @@ async fn https_serves_the_protocol_alpn_chose() {
 #[tokio::test]
 async fn strict_mtls_refuses_clients_without_a_valid_certificate() {
     within(60, async {
-        let dir = TempDir::new("strict");
         let pki = Pki::new("weir test CA");
-        write_pki(&dir, &pki);
-        let upstream = echo(None).await;
-        let cfg = dir.write(
-            "weir.yaml",
-            &config(
-                "{ cert: server.pem, key: server-key.pem, client_ca: ca.pem }",
-                upstream.addr,
-                "",
-            ),
-        );
-        let weir = Weir::start(&cfg);
+        let upstream = tls_echo(None).await;
+        let weir = weir_in(
+            pki_dir("strict", &pki),
+            "{ cert: server.pem, key: server-key.pem, client_ca: ca.pem }",
+            upstream.addr,
+        )
+        .await;
         let ca = pki.ca_pem();
         let alpn = ["h2", "http/1.1"];
 
@@ -116,20 +124,15 @@ async fn strict_mtls_refuses_clients_without_a_valid_certificate() {
             .await
             .expect("a client with a valid certificate is served");
         assert_eq!(reply.status, 200);
-        let line = weir
-            .wait_for_log(
-                &[
-                    "path=/ok",
-                    "client_subject=\"CN=shop-frontend,O=weir-tests\"",
-                ],
-                5,
-            )
-            .await;
-        assert!(
-            line.is_some(),
-            "access log has the subject:\n{}",
-            weir.logs()
-        );
+        weir.wait_line_for(
+            "the subject in the access log",
+            LOG_WAIT,
+            with_all(&[
+                "path=/ok",
+                "client_subject=\"CN=shop-frontend,O=weir-tests\"",
+            ]),
+        )
+        .await;
 
         let none = refusal(weir.listen, &connector(&ca, None, &["http/1.1"])).await;
         let why = none.expect("a client without a certificate is refused");
@@ -140,13 +143,21 @@ async fn strict_mtls_refuses_clients_without_a_valid_certificate() {
         let why = wrong.expect("a certificate from another CA is refused");
         assert!(why.contains("alert"), "{why}");
 
-        assert!(http_get(weir.listen, false, "/plain").await.is_err());
+        for proto in Proto::ALL {
+            let plain = http_get(weir.listen, proto, "/plain").await;
+            assert!(plain.is_err(), "{proto} in plaintext: {plain:?}");
+        }
         let (reply, _) = https_get(weir.listen, &connector(&ca, Some(&client), &alpn), "/again")
             .await
             .expect("still serving verified clients");
         assert_eq!(reply.status, 200);
         // Only verified requests reached the upstream.
-        assert!(!weir.logs().contains("path=/refused"), "{}", weir.logs());
+        let logs = weir.logs();
+        assert!(
+            !logs.iter().any(|l| l.contains("path=/refused")),
+            "{}",
+            logs.join("\n")
+        );
     })
     .await;
 }
@@ -154,32 +165,29 @@ async fn strict_mtls_refuses_clients_without_a_valid_certificate() {
 #[tokio::test]
 async fn permissive_serves_plaintext_and_mtls_on_one_port() {
     within(60, async {
-        let dir = TempDir::new("permissive");
         let pki = Pki::new("weir test CA");
-        write_pki(&dir, &pki);
-        let upstream = echo(None).await;
-        let cfg = dir.write(
-            "weir.yaml",
-            &config(
-                "{ cert: server.pem, key: server-key.pem, client_ca: ca.pem, mode: permissive }",
-                upstream.addr,
-                "",
-            ),
-        );
-        let weir = Weir::start(&cfg);
+        let upstream = tls_echo(None).await;
+        let weir = weir_in(
+            pki_dir("permissive", &pki),
+            "{ cert: server.pem, key: server-key.pem, client_ca: ca.pem, mode: permissive }",
+            upstream.addr,
+        )
+        .await;
         let ca = pki.ca_pem();
         let alpn = ["h2", "http/1.1"];
 
-        let plain = http_get(weir.listen, false, "/plain-h1")
-            .await
-            .expect("plaintext h1");
-        assert_eq!(plain.status, 200);
-        assert_eq!(plain.header("x-seen-forwarded-proto"), "http");
-        let h2c = http_get(weir.listen, true, "/plain-h2c")
-            .await
-            .expect("plaintext h2c");
-        assert_eq!(h2c.status, 200);
-        assert_eq!(h2c.version, http::Version::HTTP_2);
+        for proto in Proto::ALL {
+            let plain = http_get(weir.listen, proto, &format!("/plain-{}", plain_tag(proto)))
+                .await
+                .unwrap_or_else(|e| panic!("plaintext {proto}: {e}"));
+            assert_eq!(plain.status, 200, "{proto}");
+            assert_eq!(plain.version, proto.version(), "{proto}");
+            assert_eq!(
+                plain.header("x-seen-forwarded-proto"),
+                Some("http"),
+                "{proto}"
+            );
+        }
 
         let client = pki.client("mesh-peer");
         let (mtls, hs) = https_get(weir.listen, &connector(&ca, Some(&client), &alpn), "/mtls")
@@ -187,7 +195,7 @@ async fn permissive_serves_plaintext_and_mtls_on_one_port() {
             .expect("mTLS");
         assert_eq!(mtls.status, 200);
         assert_eq!(hs.alpn.as_deref(), Some("h2"));
-        assert_eq!(mtls.header("x-seen-forwarded-proto"), "https");
+        assert_eq!(mtls.header("x-seen-forwarded-proto"), Some("https"));
 
         let (anon, _) = https_get(weir.listen, &connector(&ca, None, &alpn), "/tls-anon")
             .await
@@ -202,15 +210,19 @@ async fn permissive_serves_plaintext_and_mtls_on_one_port() {
 
         for (path, tls, subject) in [
             ("/plain-h1", "-", "-"),
+            ("/plain-h2c", "-", "-"),
             ("/mtls", "TLSv1.3", "CN=mesh-peer,O=weir-tests"),
             ("/tls-anon", "TLSv1.3", "-"),
         ] {
             let tls = format!("tls=\"{tls}\"");
             let subject = format!("client_subject=\"{subject}\"");
-            let line = weir
-                .wait_for_log(&[&format!("path={path} "), &tls, &subject], 5)
-                .await;
-            assert!(line.is_some(), "{path} {tls} {subject}:\n{}", weir.logs());
+            let path = format!("path={path} ");
+            weir.wait_line_for(
+                &format!("{path} {tls} {subject}"),
+                LOG_WAIT,
+                with_all(&[&path, &tls, &subject]),
+            )
+            .await;
         }
     })
     .await;
@@ -219,19 +231,15 @@ async fn permissive_serves_plaintext_and_mtls_on_one_port() {
 #[tokio::test]
 async fn certificate_reload_reaches_new_connections_and_keeps_open_ones() {
     within(90, async {
-        let dir = TempDir::new("reload");
         let pki = Pki::new("weir test CA");
-        write_pki(&dir, &pki);
-        let upstream = echo(None).await;
-        let cfg = dir.write(
-            "weir.yaml",
-            &config(
-                "{ cert: server.pem, key: server-key.pem }",
-                upstream.addr,
-                "",
-            ),
-        );
-        let weir = Weir::start(&cfg);
+        let upstream = tls_echo(None).await;
+        let weir = weir_in(
+            pki_dir("reload", &pki),
+            "{ cert: server.pem, key: server-key.pem }",
+            upstream.addr,
+        )
+        .await;
+        let dir = weir.dir();
         let tls = connector(&pki.ca_pem(), None, &["http/1.1"]);
 
         let (mut open, hs) = open_tls(weir.listen, &tls).await.expect("first connection");
@@ -258,31 +266,35 @@ async fn certificate_reload_reaches_new_connections_and_keeps_open_ones() {
             .await
             .expect("the open connection still works");
         assert_eq!(reply.status, 200);
-        assert!(
-            weir.wait_for_log(&["TLS certificate reloaded", "serial=02"], 5)
-                .await
-                .is_some(),
-            "{}",
-            weir.logs()
-        );
+        weir.wait_line_for(
+            "the reload",
+            Duration::from_secs(5),
+            with_all(&["TLS certificate reloaded", "serial=02"]),
+        )
+        .await;
 
         // A bad certificate (expired) is refused and logged; the current one keeps serving.
-        let expired = pki.leaf(
-            tls_support::Usage::Server,
-            "localhost",
-            3,
-            Some((2020, 2021)),
-        );
+        let expired = pki.leaf(Usage::Server, "localhost", 3, Some((2020, 2021)));
         dir.replace("server-key.pem", &expired.key);
         dir.replace("server.pem", &expired.cert);
-        let refused = weir
-            .wait_for_log(&["refused the changed TLS files", "expired"], 10)
-            .await;
-        assert!(refused.is_some(), "{}", weir.logs());
+        weir.wait_line_for(
+            "the refusal",
+            Duration::from_secs(10),
+            with_all(&["refused the changed TLS files", "expired"]),
+        )
+        .await;
         let (mut conn, hs) = open_tls(weir.listen, &tls).await.expect("still serving");
         assert_eq!(hs.server_serial, "02");
         assert_eq!(conn.get("/still").await.expect("request").status, 200);
         assert_eq!(open.get("/still-open").await.expect("request").status, 200);
     })
     .await;
+}
+
+/// The path tag of a plaintext request in the permissive test.
+fn plain_tag(proto: Proto) -> &'static str {
+    match proto {
+        Proto::Http1 => "h1",
+        Proto::H2c => "h2c",
+    }
 }

@@ -1,12 +1,11 @@
 //! Certificate and key mistakes a user can make, each refused by `weir check` (exit 1)
 //! and at startup with `file:line:column: message` naming the config key and the file.
 
-mod tls_support;
+mod support;
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tls_support::{Pki, TempDir, Usage, WEIR, check, check_with_env};
+use support::*;
 
 /// The certificate files every case starts from, all valid.
 fn valid_files(dir: &TempDir, pki: &Pki) {
@@ -65,7 +64,7 @@ fn valid_config() -> String {
 /// `line:column: message` right after the config's path, or any other text anywhere.
 fn refused(dir: &TempDir, text: &str, expected: &[&str]) -> String {
     let cfg = dir.write("weir.yaml", text);
-    let (code, stderr) = check(&cfg);
+    let (code, stderr) = check(&cfg, &[]);
     assert_eq!(code, 1, "weir check should refuse it:\n{stderr}");
     for want in expected {
         // `line:column: ...` follows the config's path; anything else is just a substring.
@@ -84,7 +83,7 @@ fn a_valid_config_passes() {
     let dir = TempDir::new("check-ok");
     valid_files(&dir, &Pki::new("weir test CA"));
     let cfg = dir.write("weir.yaml", &valid_config());
-    let (code, stderr) = check(&cfg);
+    let (code, stderr) = check(&cfg, &[]);
     assert_eq!(code, 0, "{stderr}");
 }
 
@@ -293,26 +292,11 @@ fn startup_refuses_a_bad_certificate_too() {
         "client-key.pem",
     );
     let cfg = dir.write("weir.yaml", &text);
-    let mut child = Command::new(WEIR)
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start weir");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("weir run did not refuse the config");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let out = child.wait_with_output().expect("output");
+    let out = weir_output(
+        &["run", "--config", cfg.to_str().unwrap()],
+        Duration::from_secs(20),
+    );
+    let status = out.status;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert!(
@@ -339,11 +323,11 @@ routes:
     // The system store, as rustls-native-certs finds it, pointed at the test CA.
     let ca = dir.path().join("ca.pem");
     let ca = ca.to_str().unwrap();
-    let (code, stderr) = check_with_env(&cfg, &[("SSL_CERT_FILE", ca), ("SSL_CERT_DIR", "")]);
+    let (code, stderr) = check(&cfg, &[("SSL_CERT_FILE", ca), ("SSL_CERT_DIR", "")]);
     assert_eq!(code, 0, "{stderr}");
 
     let missing = dir.path().join("no-such-bundle.pem");
-    let (code, stderr) = check_with_env(
+    let (code, stderr) = check(
         &cfg,
         &[
             ("SSL_CERT_FILE", missing.to_str().unwrap()),

@@ -1,7 +1,11 @@
-//! The `weir` process under test: started on a temporary config, its stderr captured,
-//! killed on drop; and one-shot `weir check` / `weir run` invocations.
+//! The `weir` process under test: started on a config in a temporary directory (or a
+//! file the test owns, for reloads), its ports read from its startup line, its stderr
+//! captured, killed on drop; and one-shot `weir check` / `weir run` invocations.
 
 use super::*;
+
+/// How long weir may take to start and report ready.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// stderr lines of a weir process, collected by a reader thread.
 #[derive(Default)]
@@ -30,7 +34,7 @@ pub struct Weir {
     pub format: LogFormat,
     logs: Arc<Logs>,
     exited: Option<ExitStatus>,
-    _dir: Option<TempDir>,
+    dir: Option<TempDir>,
 }
 
 impl Weir {
@@ -41,7 +45,15 @@ impl Weir {
     }
 
     pub async fn start_with(yaml: &str, format: LogFormat) -> Weir {
-        let dir = TempDir::new("run");
+        Weir::start_in(TempDir::new("run"), yaml, format).await
+    }
+
+    /// Starts weir with `yaml` written to `weir.yaml` in `dir`, beside the files the
+    /// test put there first (certificates, keys, token files: relative paths in the
+    /// config name them). `listen` and `admin` default as in [`Weir::start`]. The
+    /// directory lives as long as the process: [`Weir::dir`] reaches it, to replace
+    /// files while weir runs.
+    pub async fn start_in(dir: TempDir, yaml: &str, format: LogFormat) -> Weir {
         let mut text = String::new();
         if !yaml.contains("listen:") {
             text.push_str("listen: 127.0.0.1:0\n");
@@ -101,7 +113,7 @@ impl Weir {
             format,
             logs,
             exited: None,
-            _dir: dir,
+            dir,
         };
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
@@ -151,6 +163,13 @@ impl Weir {
                 Some((field("listen")?, field("admin")?))
             }
         }
+    }
+
+    /// The directory weir was started in by [`Weir::start_in`] (or `start`).
+    pub fn dir(&self) -> &TempDir {
+        self.dir
+            .as_ref()
+            .expect("started on a file the test owns: no directory of its own")
     }
 
     pub fn pid(&self) -> u32 {
@@ -203,16 +222,27 @@ impl Weir {
         }
     }
 
-    /// Waits until a raw stderr line satisfies `pred`.
+    /// Waits (at most 10 s) until a raw stderr line satisfies `pred`.
     pub async fn wait_line(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        self.wait_line_for(what, Duration::from_secs(10), pred)
+            .await
+    }
+
+    /// Waits at most `timeout` until a raw stderr line satisfies `pred`.
+    pub async fn wait_line_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + timeout;
         loop {
             if let Some(l) = self.logs().into_iter().find(|l| pred(l)) {
                 return l;
             }
             assert!(
                 Instant::now() < deadline,
-                "no log line for {what}; logs:\n{}",
+                "no log line for {what} within {timeout:?}; logs:\n{}",
                 self.logs().join("\n")
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -268,11 +298,26 @@ impl Drop for Weir {
     }
 }
 
+/// A [`Weir::wait_line`] predicate: the line contains every one of `needles`.
+pub fn with_all<'a>(needles: &'a [&'a str]) -> impl Fn(&str) -> bool + 'a {
+    move |line| needles.iter().all(|n| line.contains(n))
+}
+
 /// Runs `weir ARGS...` to completion (for `check`, and `run` on a refused config).
 pub fn weir_output(args: &[&str], timeout: Duration) -> std::process::Output {
+    weir_output_env(args, &[], timeout)
+}
+
+/// [`weir_output`] with extra environment variables.
+pub fn weir_output_env(
+    args: &[&str],
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> std::process::Output {
     let mut child = Command::new(WEIR)
         .args(args)
         .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -293,4 +338,18 @@ pub fn weir_output(args: &[&str], timeout: Duration) -> std::process::Output {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// `weir check --config CONFIG` (with extra environment variables): its exit code and
+/// stderr.
+pub fn check(config: &Path, env: &[(&str, &str)]) -> (i32, String) {
+    let out = weir_output_env(
+        &["check", "--config", config.to_str().expect("UTF-8 path")],
+        env,
+        Duration::from_secs(20),
+    );
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
