@@ -1,6 +1,8 @@
 //! weir's own answers, each with its Envoy response flag in the response and in the
 //! access log: 404 NR, 503 UF, 504 UT, 502 UC, and DC for a client that went away;
-//! plus the one connect retry on the next endpoint of the same destination.
+//! plus the one connect retry on the next endpoint of the same destination. Every case
+//! runs for HTTP/1.1 and h2c clients from one table: the answers and flags do not
+//! depend on the client's protocol.
 
 mod support;
 
@@ -133,24 +135,24 @@ fn assert_local(got: &Got, status: u16, flag: &str, what: &str) {
     assert!(body.contains(&format!("({flag})")), "{what}: {body:?}");
 }
 
-/// Sends GET `path` over HTTP/1.1 and over HTTP/2, expects the local answer from both,
-/// and finds the matching access-log lines.
+/// Sends GET `path` with each client protocol, expects the same local answer from
+/// both, and finds the matching access-log lines.
 async fn expect_failure(s: &Setup, path: &str, status: u16, flag: &str) {
     let url = s.weir.url(path);
-    let got = get(&h1_client(), &url).await;
-    assert_local(&got, status, flag, &format!("HTTP/1.1 {path}"));
-    let got = get(&h2_client(), &url).await;
-    assert_local(&got, status, flag, &format!("HTTP/2 {path}"));
-    for proto in ["HTTP/1.1", "HTTP/2.0"] {
+    for proto in Proto::ALL {
+        let got = get(&proto.client(), &url).await;
+        assert_local(&got, status, flag, &format!("{proto} {path}"));
+    }
+    for proto in Proto::ALL {
         let line = s
             .weir
             .wait_access(&format!("{proto} {path}"), |v| {
-                v["path"] == path && v["protocol"] == proto
+                v["path"] == path && v["protocol"] == proto.logged()
             })
             .await;
-        assert_eq!(line["status"], status, "{line}");
-        assert_eq!(line["flags"], flag, "{line}");
-        assert_eq!(line["method"], "GET", "{line}");
+        assert_eq!(line["status"], status, "{proto}: {line}");
+        assert_eq!(line["flags"], flag, "{proto}: {line}");
+        assert_eq!(line["method"], "GET", "{proto}: {line}");
     }
 }
 
@@ -210,35 +212,46 @@ async fn upstream_hangup_is_502_uc() {
     .await;
 }
 
+/// The client leaves while weir waits on a silent upstream. How it leaves differs by
+/// protocol (an HTTP/1.1 client can only close its connection; an HTTP/2 client
+/// cancels its stream with RST_STREAM and keeps the connection), the log line does not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_that_goes_away_is_logged_dc() {
     within(60, async {
         let s = setup(LogFormat::Json).await;
-        let mut stream = tokio::net::TcpStream::connect(s.weir.listen).await.unwrap();
-        stream
-            .write_all(b"GET /dc HTTP/1.1\r\nHost: shop\r\n\r\n")
-            .await
-            .unwrap();
-        // Let the request reach the (silent) upstream, then hang up.
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        drop(stream);
-        let line = s.weir.wait_access("DC", |v| v["path"] == "/dc").await;
-        assert_eq!(line["status"], 0, "{line}");
-        assert_eq!(line["flags"], "DC", "{line}");
-
-        // HTTP/2: the client cancels its stream (RST_STREAM) while weir waits.
-        let mut tx = h2_conn(s.weir.listen).await;
-        let pending = tx.send_request(Request::get("http://shop/dc?h2").body(empty()).unwrap());
-        assert!(
-            tokio::time::timeout(Duration::from_millis(300), pending)
-                .await
-                .is_err(),
-            "the silent upstream answered"
-        );
-        let line = s.weir.wait_access("h2 DC", |v| v["path"] == "/dc?h2").await;
-        assert_eq!(line["status"], 0, "{line}");
-        assert_eq!(line["flags"], "DC", "{line}");
-        assert_eq!(line["protocol"], "HTTP/2.0", "{line}");
+        for proto in Proto::ALL {
+            let path = format!("/dc?{}", proto.tag());
+            match proto {
+                Proto::Http1 => {
+                    let mut stream = tokio::net::TcpStream::connect(s.weir.listen).await.unwrap();
+                    stream
+                        .write_all(format!("GET {path} HTTP/1.1\r\nHost: shop\r\n\r\n").as_bytes())
+                        .await
+                        .unwrap();
+                    // Let the request reach the (silent) upstream, then hang up.
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    drop(stream);
+                }
+                Proto::H2c => {
+                    let mut tx = h2_conn(s.weir.listen).await;
+                    let uri = format!("http://shop{path}");
+                    let pending = tx.send_request(Request::get(uri).body(empty()).unwrap());
+                    assert!(
+                        tokio::time::timeout(Duration::from_millis(300), pending)
+                            .await
+                            .is_err(),
+                        "{proto}: the silent upstream answered"
+                    );
+                }
+            }
+            let line = s
+                .weir
+                .wait_access(&format!("{proto} DC"), |v| v["path"] == path.as_str())
+                .await;
+            assert_eq!(line["status"], 0, "{proto}: {line}");
+            assert_eq!(line["flags"], "DC", "{proto}: {line}");
+            assert_eq!(line["protocol"], proto.logged(), "{proto}: {line}");
+        }
     })
     .await;
 }
@@ -249,16 +262,20 @@ async fn client_that_goes_away_is_logged_dc() {
 async fn connect_failure_is_retried_on_the_next_endpoint() {
     within(60, async {
         let s = setup(LogFormat::Json).await;
-        let h1 = h1_client();
-        let h2 = h2_client();
-        for i in 0..20 {
-            let client = if i % 2 == 0 { &h1 } else { &h2 };
-            let got = get(client, &s.weir.url("/retry")).await;
-            assert_eq!(got.status, 200, "request {i}: {}", got.text());
-            assert_eq!(got.upstream(), "live");
-            assert_eq!(got.header("x-weir-response-flags"), None);
-        }
         let live = s.live.to_string();
+        for proto in Proto::ALL {
+            let client = proto.client();
+            for i in 0..10 {
+                let got = get(&client, &s.weir.url("/retry")).await;
+                assert_eq!(got.status, 200, "{proto} request {i}: {}", got.text());
+                assert_eq!(got.upstream(), "live", "{proto} request {i}");
+                assert_eq!(
+                    got.header("x-weir-response-flags"),
+                    None,
+                    "{proto} request {i}"
+                );
+            }
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let lines: Vec<_> = s
@@ -268,6 +285,13 @@ async fn connect_failure_is_retried_on_the_next_endpoint() {
                 .filter(|v| v["path"] == "/retry")
                 .collect();
             if lines.len() == 20 {
+                for proto in Proto::ALL {
+                    let n = lines
+                        .iter()
+                        .filter(|v| v["protocol"] == proto.logged())
+                        .count();
+                    assert_eq!(n, 10, "{proto}: {n} of 10 lines");
+                }
                 for line in lines {
                     assert_eq!(line["status"], 200, "{line}");
                     assert_eq!(line["flags"], "-", "{line}");
@@ -284,33 +308,38 @@ async fn connect_failure_is_retried_on_the_next_endpoint() {
 
 /// The retry is one retry: with endpoints [dead, dead, live] balanced round robin,
 /// the requests that start on the first dead endpoint retry on the second dead one
-/// and fail, exactly one in three when requests are sequential.
+/// and fail, exactly one in three when requests are sequential (on one connection of
+/// either protocol).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_failure_is_retried_only_once() {
     within(60, async {
         let s = setup(LogFormat::Json).await;
-        let mut tx = h1_conn(s.weir.listen).await;
-        let mut failed = 0;
-        for _ in 0..30 {
-            tx.ready().await.expect("connection stays open");
-            let req = Request::get("/retry-once")
-                .header("host", "shop")
-                .body(empty())
-                .unwrap();
-            let got = read(tx.send_request(req).await.unwrap()).await.unwrap();
-            match got.status.as_u16() {
-                200 => assert_eq!(got.upstream(), "live"),
-                503 => {
-                    assert_local(&got, 503, "UF", "retry-once");
-                    failed += 1;
+        for proto in Proto::ALL {
+            let mut conn = proto.conn(s.weir.listen).await;
+            let mut failed = 0;
+            for i in 0..30 {
+                let req = conn
+                    .request("GET", "shop", "/retry-once")
+                    .body(empty())
+                    .unwrap();
+                let got = conn
+                    .send(req)
+                    .await
+                    .unwrap_or_else(|e| panic!("{proto} request {i}: {e}"));
+                match got.status.as_u16() {
+                    200 => assert_eq!(got.upstream(), "live", "{proto}"),
+                    503 => {
+                        assert_local(&got, 503, "UF", &format!("{proto} retry-once"));
+                        failed += 1;
+                    }
+                    other => panic!("{proto}: unexpected {other}: {}", got.text()),
                 }
-                other => panic!("unexpected {other}: {}", got.text()),
             }
+            assert_eq!(
+                failed, 10,
+                "{proto}: one request in three starts on the first dead endpoint"
+            );
         }
-        assert_eq!(
-            failed, 10,
-            "one request in three starts on the first dead endpoint"
-        );
     })
     .await;
 }
@@ -320,22 +349,51 @@ async fn connect_failure_is_retried_only_once() {
 async fn text_access_log_shows_the_flags() {
     within(60, async {
         let s = setup(LogFormat::Text).await;
-        for (path, status, flag) in [
-            ("/nowhere", 404, "NR"),
-            ("/uf", 503, "UF"),
-            ("/ut", 504, "UT"),
-            ("/uc-close", 502, "UC"),
-        ] {
-            let got = get(&h1_client(), &s.weir.url(path)).await;
-            assert_local(&got, status, flag, path);
-            s.weir
-                .wait_line(&format!("text access line for {path}"), |l| {
-                    l.contains("weir::access")
-                        && l.contains(&format!("path={path} "))
-                        && l.contains(&format!("status={status} "))
-                        && l.contains(&format!("flags=\"{flag}\""))
-                })
-                .await;
+        for proto in Proto::ALL {
+            for (path, status, flag) in [
+                ("/nowhere", 404, "NR"),
+                ("/uf", 503, "UF"),
+                ("/ut", 504, "UT"),
+                ("/uc-close", 502, "UC"),
+            ] {
+                let got = get(&proto.client(), &s.weir.url(path)).await;
+                assert_local(&got, status, flag, &format!("{proto} {path}"));
+                s.weir
+                    .wait_line(&format!("{proto} text access line for {path}"), |l| {
+                        l.contains("weir::access")
+                            && l.contains(&format!("path={path} "))
+                            && l.contains(&format!("protocol={} ", proto.logged()))
+                            && l.contains(&format!("status={status} "))
+                            && l.contains(&format!("flags=\"{flag}\""))
+                    })
+                    .await;
+            }
+        }
+    })
+    .await;
+}
+
+/// weir's own replies carry a `Date` (RFC 9110 section 6.6.1), over both protocols
+/// and for every kind of local answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_replies_carry_a_date() {
+    within(60, async {
+        let s = setup(LogFormat::Json).await;
+        for proto in Proto::ALL {
+            for (path, status, flag) in [
+                ("/nowhere", 404, "NR"),
+                ("/uf", 503, "UF"),
+                ("/ut", 504, "UT"),
+                ("/uc-close", 502, "UC"),
+            ] {
+                let what = format!("{proto} {path}");
+                let got = get(&proto.client(), &s.weir.url(path)).await;
+                assert_local(&got, status, flag, &what);
+                let date = got
+                    .header("date")
+                    .unwrap_or_else(|| panic!("{what}: a date header"));
+                assert!(date.ends_with(" GMT") && date.len() == 29, "{what}: {date}");
+            }
         }
     })
     .await;
@@ -398,29 +456,30 @@ routes:
         ))
         .await;
         for (path, flag) in [("/slow-body", "UT"), ("/cut-body", "UC")] {
-            for client in [h1_client(), h2_client()] {
-                let resp = client
+            for proto in Proto::ALL {
+                let resp = proto
+                    .client()
                     .request(Request::get(weir.url(path)).body(empty()).unwrap())
                     .await
                     .unwrap();
-                assert_eq!(resp.status(), 200, "{path}");
+                assert_eq!(resp.status(), 200, "{proto} {path}");
                 let body = tokio::time::timeout(Duration::from_secs(10), read(resp))
                     .await
                     .expect("the cut body ends");
                 assert!(
                     body.is_err(),
-                    "{path}: the client must see a cut body, got {body:?}"
+                    "{proto} {path}: the client must see a cut body, got {body:?}"
                 );
             }
-            for proto in ["HTTP/1.1", "HTTP/2.0"] {
+            for proto in Proto::ALL {
                 let line = weir
                     .wait_access(&format!("{proto} {path}"), |v| {
-                        v["path"] == path && v["protocol"] == proto
+                        v["path"] == path && v["protocol"] == proto.logged()
                     })
                     .await;
-                assert_eq!(line["status"], 200, "{line}");
-                assert_eq!(line["flags"], flag, "{line}");
-                assert_eq!(line["response_bytes"], 10, "{line}");
+                assert_eq!(line["status"], 200, "{proto}: {line}");
+                assert_eq!(line["flags"], flag, "{proto}: {line}");
+                assert_eq!(line["response_bytes"], 10, "{proto}: {line}");
             }
         }
     })
@@ -440,19 +499,26 @@ async fn upstream_errors_pass_through_unflagged() {
              routes:\n  - name: all\n    split: {{ broken: 1 }}\n"
         ))
         .await;
-        let got = get(&h1_client(), &weir.url("/err")).await;
-        assert_eq!(got.status, 500);
-        assert_eq!(got.text(), "broken: injected error\n");
-        assert_eq!(got.header("x-weir-response-flags"), None);
-        let line = weir.wait_access("the 500", |v| v["path"] == "/err").await;
-        assert_eq!(line["status"], 500, "{line}");
-        assert_eq!(line["flags"], "-", "{line}");
+        for proto in Proto::ALL {
+            let path = format!("/err?{}", proto.tag());
+            let got = get(&proto.client(), &weir.url(&path)).await;
+            assert_eq!(got.status, 500, "{proto}");
+            assert_eq!(got.text(), "broken: injected error\n", "{proto}");
+            assert_eq!(got.header("x-weir-response-flags"), None, "{proto}");
+            let line = weir
+                .wait_access(&format!("{proto}: the 500"), |v| v["path"] == path.as_str())
+                .await;
+            assert_eq!(line["status"], 500, "{proto}: {line}");
+            assert_eq!(line["flags"], "-", "{proto}: {line}");
+        }
     })
     .await;
 }
 
 /// The connect retry for an HTTP/2 destination, under a burst: requests that waited
 /// for the worker's connection to a dead endpoint fail over with it, to the live one.
+/// (h2c clients send the burst as streams of one connection, HTTP/1.1 clients on 100
+/// connections.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connect_failure_is_retried_for_http2_destinations_in_a_burst() {
     within(60, async {
@@ -464,21 +530,23 @@ async fn connect_failure_is_retried_for_http2_destinations_in_a_burst() {
             dead.addr
         ))
         .await;
-        let client = h2_client();
-        let tasks: Vec<_> = (0..100)
-            .map(|i| {
-                let client = client.clone();
-                let url = weir.url(&format!("/b{i}"));
-                tokio::spawn(async move {
-                    let got = get(&client, &url).await;
-                    (got.status, got.text())
+        for proto in Proto::ALL {
+            let client = proto.client();
+            let tasks: Vec<_> = (0..100)
+                .map(|i| {
+                    let client = client.clone();
+                    let url = weir.url(&format!("/b{i}"));
+                    tokio::spawn(async move {
+                        let got = get(&client, &url).await;
+                        (got.status, got.text())
+                    })
                 })
-            })
-            .collect();
-        for t in tasks {
-            let (status, text) = t.await.unwrap();
-            assert_eq!(status, 200, "{text}");
-            assert_eq!(text, "live-h2\n");
+                .collect();
+            for t in tasks {
+                let (status, text) = t.await.unwrap();
+                assert_eq!(status, 200, "{proto}: {text}");
+                assert_eq!(text, "live-h2\n", "{proto}");
+            }
         }
     })
     .await;

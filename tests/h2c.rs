@@ -310,29 +310,3 @@ async fn bodies_larger_than_the_windows_flow_both_ways() {
     })
     .await;
 }
-
-/// weir's own replies carry a `Date` (RFC 9110 section 6.6.1), over both protocols.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn local_replies_carry_a_date() {
-    within(60, async {
-        let weir = Weir::start(
-            r#"
-destinations:
-  up: { endpoints: ["127.0.0.1:9"] }
-routes:
-  - name: only-shop
-    match: { authority: shop }
-    split: { up: 1 }
-"#,
-        )
-        .await;
-        for client in [h1_client(), h2_client()] {
-            let got = get(&client, &weir.url("/")).await;
-            assert_eq!(got.status, 404);
-            assert_eq!(got.header("x-weir-response-flags"), Some("NR"));
-            let date = got.header("date").expect("a date header");
-            assert!(date.ends_with(" GMT") && date.len() == 29, "{date}");
-        }
-    })
-    .await;
-}

@@ -177,7 +177,7 @@ async fn permissive_serves_plaintext_and_mtls_on_one_port() {
         let alpn = ["h2", "http/1.1"];
 
         for proto in Proto::ALL {
-            let plain = http_get(weir.listen, proto, &format!("/plain-{}", plain_tag(proto)))
+            let plain = http_get(weir.listen, proto, &format!("/plain-{}", proto.tag()))
                 .await
                 .unwrap_or_else(|e| panic!("plaintext {proto}: {e}"));
             assert_eq!(plain.status, 200, "{proto}");
@@ -289,12 +289,4 @@ async fn certificate_reload_reaches_new_connections_and_keeps_open_ones() {
         assert_eq!(open.get("/still-open").await.expect("request").status, 200);
     })
     .await;
-}
-
-/// The path tag of a plaintext request in the permissive test.
-fn plain_tag(proto: Proto) -> &'static str {
-    match proto {
-        Proto::Http1 => "h1",
-        Proto::H2c => "h2c",
-    }
 }

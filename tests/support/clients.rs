@@ -39,6 +39,14 @@ impl Proto {
         self == Proto::H2c
     }
 
+    /// A short name for paths and queries: `h1`, `h2c`.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Proto::Http1 => "h1",
+            Proto::H2c => "h2c",
+        }
+    }
+
     /// The HTTP version the client speaks, as hyper reports it.
     pub fn version(self) -> Version {
         match self {
