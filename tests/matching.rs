@@ -1,9 +1,9 @@
 //! Route matching: by header, authority (host), path (exact, prefix, regex), method and
-//! query, conditions ANDed, first match wins; over HTTP/1.1 and HTTP/2.
+//! query, conditions ANDed, first match wins. Every case runs over HTTP/1.1 and h2c
+//! from one table.
 
 mod support;
 
-use http::Request;
 use support::*;
 
 /// Each route sends to its own synthetic upstream, named after the route, so the
@@ -51,71 +51,74 @@ async fn weir_with_routes() -> Weir {
     .await
 }
 
-/// Sends `method path` with `headers` (Host defaults to `shop`) over HTTP/1.1 and
-/// returns the upstream that answered.
-async fn h1_route(weir: &Weir, method: &str, path: &str, headers: &[(&str, &str)]) -> String {
-    let mut tx = h1_conn(weir.listen).await;
-    let mut req = Request::builder().method(method).uri(path);
-    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
-        req = req.header("host", "shop");
-    }
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = tx.send_request(req.body(empty()).unwrap()).await.unwrap();
-    let got = read(resp).await.unwrap();
-    assert_eq!(got.status, 200, "{method} {path}: {}", got.text());
-    got.upstream().to_owned()
-}
+/// One request and the route it must reach: method, host (`Host` on HTTP/1.1,
+/// `:authority` on HTTP/2), path with query, other headers, the route that answers.
+type Case = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
 
-/// The same over HTTP/2, where the host travels as `:authority`.
-async fn h2_route(weir: &Weir, method: &str, uri: &str, headers: &[(&str, &str)]) -> String {
-    let mut tx = h2_conn(weir.listen).await;
-    let mut req = Request::builder().method(method).uri(uri);
-    for (k, v) in headers {
-        req = req.header(*k, *v);
+/// Sends each case on a new connection of each client protocol and checks the route
+/// that answered: matching does not depend on the client's protocol.
+async fn check(weir: &Weir, cases: &[Case]) {
+    for proto in Proto::ALL {
+        for (method, host, path, headers, want) in cases {
+            let what = format!("{proto} {method} {host}{path} {headers:?}");
+            let mut conn = proto.conn(weir.listen).await;
+            let mut req = conn.request(method, host, path);
+            for (k, v) in *headers {
+                req = req.header(*k, *v);
+            }
+            let got = conn
+                .send(req.body(empty()).unwrap())
+                .await
+                .unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(got.status, 200, "{what}: {}", got.text());
+            assert_eq!(got.upstream(), *want, "{what}");
+        }
     }
-    let resp = tx.send_request(req.body(empty()).unwrap()).await.unwrap();
-    let got = read(resp).await.unwrap();
-    assert_eq!(got.status, 200, "{method} {uri}: {}", got.text());
-    got.upstream().to_owned()
 }
 
 #[tokio::test]
 async fn header_conditions() {
     within(60, async {
         let weir = weir_with_routes().await;
-        let cases: &[(&[(&str, &str)], &str)] = &[
-            (&[("x-weir-stage", "prerelease")], "prerelease"),
-            // Header names are case-insensitive.
-            (&[("X-Weir-Stage", "prerelease")], "prerelease"),
-            // Values are exact.
-            (&[("x-weir-stage", "prerelease2")], "fallback"),
-            (&[("x-weir-stage", "Prerelease")], "fallback"),
-            // A repeated header matches when any of its values does.
-            (
-                &[("x-weir-stage", "other"), ("x-weir-stage", "prerelease")],
-                "prerelease",
-            ),
-            (&[], "fallback"),
-        ];
-        for (headers, want) in cases {
-            assert_eq!(
-                h1_route(&weir, "GET", "/", headers).await,
-                *want,
-                "{headers:?}"
-            );
-        }
-        assert_eq!(
-            h2_route(
-                &weir,
-                "GET",
-                "http://shop/",
-                &[("x-weir-stage", "prerelease")]
-            )
-            .await,
-            "prerelease"
-        );
+        check(
+            &weir,
+            &[
+                ("GET", "shop", "/", &[("x-weir-stage", "prerelease")], "prerelease"),
+                // (hyper lower-cases the name on the wire; see the raw check below)
+                ("GET", "shop", "/", &[("X-Weir-Stage", "prerelease")], "prerelease"),
+                // Values are exact.
+                ("GET", "shop", "/", &[("x-weir-stage", "prerelease2")], "fallback"),
+                ("GET", "shop", "/", &[("x-weir-stage", "Prerelease")], "fallback"),
+                // A repeated header matches when any of its values does.
+                (
+                    "GET",
+                    "shop",
+                    "/",
+                    &[("x-weir-stage", "other"), ("x-weir-stage", "prerelease")],
+                    "prerelease",
+                ),
+                ("GET", "shop", "/", &[], "fallback"),
+            ],
+        )
+        .await;
+        // Header names are case-insensitive. Only HTTP/1.1 can send upper case (HTTP/2
+        // field names are lower case on the wire, and hyper's clients lower-case them
+        // in both protocols), so this one is written on raw TCP.
+        let raw = raw_exchange(
+            weir.listen,
+            b"GET / HTTP/1.1\r\nHost: shop\r\nX-WEIR-STAGE: prerelease\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let resp = RawResponse::parse(&raw);
+        assert_eq!(resp.status, 200);
+        assert_eq!(resp.header("x-weir-upstream"), Some("prerelease"), "{resp:?}");
         // The access log names the route that matched.
         weir.wait_access("the prerelease route", |v| {
             v["route"] == "prerelease" && v["destination"] == "prerelease" && v["status"] == 200
@@ -129,46 +132,21 @@ async fn header_conditions() {
 async fn authority_conditions() {
     within(60, async {
         let weir = weir_with_routes().await;
-        let host = |h: &'static str| [("host", h)];
-        assert_eq!(
-            h1_route(&weir, "GET", "/", &host("prerelease.shop")).await,
-            "prerelease-host"
-        );
-        // The port is not part of the host that is matched.
-        assert_eq!(
-            h1_route(&weir, "GET", "/", &host("prerelease.shop:15001")).await,
-            "prerelease-host"
-        );
-        assert_eq!(h1_route(&weir, "GET", "/", &host("shop")).await, "fallback");
-        assert_eq!(
-            h1_route(&weir, "GET", "/", &host("www.prerelease.shop")).await,
-            "fallback"
-        );
-        assert_eq!(
-            h1_route(&weir, "GET", "/", &host("admin.shop")).await,
-            "admin-host"
-        );
-        assert_eq!(
-            h1_route(&weir, "GET", "/", &host("admin.shop:8080")).await,
-            "admin-host"
-        );
-        assert_eq!(
-            h1_route(&weir, "GET", "/", &host("admin.shop.example")).await,
-            "fallback"
-        );
-        // HTTP/2: the host is the :authority pseudo-header.
-        assert_eq!(
-            h2_route(&weir, "GET", "http://prerelease.shop/x", &[]).await,
-            "prerelease-host"
-        );
-        assert_eq!(
-            h2_route(&weir, "GET", "http://admin.shop:80/x", &[]).await,
-            "admin-host"
-        );
-        assert_eq!(
-            h2_route(&weir, "GET", "http://shop/x", &[]).await,
-            "fallback"
-        );
+        check(
+            &weir,
+            &[
+                ("GET", "prerelease.shop", "/", &[], "prerelease-host"),
+                // The port is not part of the host that is matched.
+                ("GET", "prerelease.shop:15001", "/", &[], "prerelease-host"),
+                ("GET", "shop", "/", &[], "fallback"),
+                ("GET", "www.prerelease.shop", "/", &[], "fallback"),
+                ("GET", "admin.shop", "/", &[], "admin-host"),
+                ("GET", "admin.shop:8080", "/", &[], "admin-host"),
+                ("GET", "admin.shop:80", "/x", &[], "admin-host"),
+                ("GET", "admin.shop.example", "/", &[], "fallback"),
+            ],
+        )
+        .await;
     })
     .await;
 }
@@ -177,29 +155,27 @@ async fn authority_conditions() {
 async fn path_conditions() {
     within(60, async {
         let weir = weir_with_routes().await;
-        let cases = [
-            // Exact: the whole path, and the query is not part of it.
-            ("/exact", "exact"),
-            ("/exact?x=1", "exact"),
-            ("/exact/", "fallback"),
-            ("/exactly", "fallback"),
-            // Prefix.
-            ("/api/", "api"),
-            ("/api/v1/orders", "api"),
-            ("/api", "fallback"),
-            // Regex: anchored at both ends.
-            ("/items/42", "items"),
-            ("/items/42/x", "fallback"),
-            ("/items/abc", "fallback"),
-            ("/x/items/1", "fallback"),
-        ];
-        for (path, want) in cases {
-            assert_eq!(h1_route(&weir, "GET", path, &[]).await, want, "{path}");
-        }
-        assert_eq!(
-            h2_route(&weir, "GET", "http://shop/items/7", &[]).await,
-            "items"
-        );
+        check(
+            &weir,
+            &[
+                // Exact: the whole path, and the query is not part of it.
+                ("GET", "shop", "/exact", &[], "exact"),
+                ("GET", "shop", "/exact?x=1", &[], "exact"),
+                ("GET", "shop", "/exact/", &[], "fallback"),
+                ("GET", "shop", "/exactly", &[], "fallback"),
+                // Prefix.
+                ("GET", "shop", "/api/", &[], "api"),
+                ("GET", "shop", "/api/v1/orders", &[], "api"),
+                ("GET", "shop", "/api", &[], "fallback"),
+                // Regex: anchored at both ends.
+                ("GET", "shop", "/items/42", &[], "items"),
+                ("GET", "shop", "/items/7", &[], "items"),
+                ("GET", "shop", "/items/42/x", &[], "fallback"),
+                ("GET", "shop", "/items/abc", &[], "fallback"),
+                ("GET", "shop", "/x/items/1", &[], "fallback"),
+            ],
+        )
+        .await;
     })
     .await;
 }
@@ -208,42 +184,29 @@ async fn path_conditions() {
 async fn method_and_query_conditions() {
     within(60, async {
         let weir = weir_with_routes().await;
-        assert_eq!(h1_route(&weir, "DELETE", "/thing", &[]).await, "delete");
-        assert_eq!(h1_route(&weir, "POST", "/thing", &[]).await, "fallback");
-        assert_eq!(
-            h2_route(&weir, "DELETE", "http://shop/thing", &[]).await,
-            "delete"
-        );
-        // `?debug` alone has the value "".
-        assert_eq!(h1_route(&weir, "GET", "/q?debug", &[]).await, "debug");
-        assert_eq!(h1_route(&weir, "GET", "/q?a=1&debug=", &[]).await, "debug");
-        assert_eq!(h1_route(&weir, "GET", "/q?debug=1", &[]).await, "fallback");
-        assert_eq!(h1_route(&weir, "GET", "/q?debugx", &[]).await, "fallback");
-        // Conditions are ANDed: query prefix and method regex.
-        assert_eq!(h1_route(&weir, "GET", "/q?user=beta-7", &[]).await, "beta");
-        assert_eq!(h1_route(&weir, "HEAD", "/q?user=beta-7", &[]).await, "beta");
-        assert_eq!(
-            h1_route(&weir, "POST", "/q?user=beta-7", &[]).await,
-            "fallback"
-        );
-        assert_eq!(
-            h1_route(&weir, "GET", "/q?user=alpha-7", &[]).await,
-            "fallback"
-        );
-        // Path prefix and header regex.
-        assert_eq!(
-            h1_route(&weir, "GET", "/both", &[("x-user", "u12")]).await,
-            "both"
-        );
-        assert_eq!(
-            h1_route(&weir, "GET", "/both", &[("x-user", "admin")]).await,
-            "fallback"
-        );
-        assert_eq!(
-            h1_route(&weir, "GET", "/both", &[("x-user", "u12x")]).await,
-            "fallback"
-        );
-        assert_eq!(h1_route(&weir, "GET", "/both", &[]).await, "fallback");
+        check(
+            &weir,
+            &[
+                ("DELETE", "shop", "/thing", &[], "delete"),
+                ("POST", "shop", "/thing", &[], "fallback"),
+                // `?debug` alone has the value "".
+                ("GET", "shop", "/q?debug", &[], "debug"),
+                ("GET", "shop", "/q?a=1&debug=", &[], "debug"),
+                ("GET", "shop", "/q?debug=1", &[], "fallback"),
+                ("GET", "shop", "/q?debugx", &[], "fallback"),
+                // Conditions are ANDed: query prefix and method regex.
+                ("GET", "shop", "/q?user=beta-7", &[], "beta"),
+                ("HEAD", "shop", "/q?user=beta-7", &[], "beta"),
+                ("POST", "shop", "/q?user=beta-7", &[], "fallback"),
+                ("GET", "shop", "/q?user=alpha-7", &[], "fallback"),
+                // Path prefix and header regex.
+                ("GET", "shop", "/both", &[("x-user", "u12")], "both"),
+                ("GET", "shop", "/both", &[("x-user", "admin")], "fallback"),
+                ("GET", "shop", "/both", &[("x-user", "u12x")], "fallback"),
+                ("GET", "shop", "/both", &[], "fallback"),
+            ],
+        )
+        .await;
     })
     .await;
 }
@@ -252,30 +215,29 @@ async fn method_and_query_conditions() {
 async fn first_match_wins() {
     within(60, async {
         let weir = weir_with_routes().await;
-        // `api` (prefix) is listed before `api-special` (exact).
-        assert_eq!(h1_route(&weir, "GET", "/api/special", &[]).await, "api");
-        // The header route comes before the host route, and the host route before
-        // the path, method and query routes.
-        let staged_host = [("x-weir-stage", "prerelease"), ("host", "prerelease.shop")];
-        assert_eq!(
-            h1_route(&weir, "GET", "/api/x", &staged_host).await,
-            "prerelease"
-        );
-        let host = [("host", "prerelease.shop")];
-        assert_eq!(
-            h1_route(&weir, "DELETE", "/exact?debug", &host).await,
-            "prerelease-host"
-        );
-        // `exact` comes before `delete`, `delete` before `debug`.
-        assert_eq!(
-            h1_route(&weir, "DELETE", "/exact?debug", &[]).await,
-            "exact"
-        );
-        assert_eq!(
-            h1_route(&weir, "DELETE", "/other?debug", &[]).await,
-            "delete"
-        );
-        assert_eq!(h1_route(&weir, "GET", "/other?debug", &[]).await, "debug");
+        let staged: &[(&str, &str)] = &[("x-weir-stage", "prerelease")];
+        check(
+            &weir,
+            &[
+                // `api` (prefix) is listed before `api-special` (exact).
+                ("GET", "shop", "/api/special", &[], "api"),
+                // The header route comes before the host route, and the host route
+                // before the path, method and query routes.
+                ("GET", "prerelease.shop", "/api/x", staged, "prerelease"),
+                (
+                    "DELETE",
+                    "prerelease.shop",
+                    "/exact?debug",
+                    &[],
+                    "prerelease-host",
+                ),
+                // `exact` comes before `delete`, `delete` before `debug`.
+                ("DELETE", "shop", "/exact?debug", &[], "exact"),
+                ("DELETE", "shop", "/other?debug", &[], "delete"),
+                ("GET", "shop", "/other?debug", &[], "debug"),
+            ],
+        )
+        .await;
         // Nothing ever reaches the shadowed route.
         assert!(
             weir.access_logs()
