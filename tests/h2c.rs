@@ -1,6 +1,8 @@
 //! HTTP/2 cleartext: prior-knowledge clients downstream (to HTTP/1.1 and to HTTP/2
-//! upstreams), HTTP/1.1 clients to an HTTP/2 upstream, and gRPC-style trailers
-//! carried end to end over HTTP/2.
+//! upstreams), both client protocols to an HTTP/2 upstream, gRPC-style trailers
+//! carried end to end over HTTP/2, and what only HTTP/2 has (a preface arriving in
+//! pieces, flow-control windows). What does not depend on the client's protocol is
+//! tested over both in the other files; weir's own replies' `Date` is in `failures.rs`.
 
 mod support;
 
@@ -38,24 +40,33 @@ fn post(uri: &str, body: Bytes) -> Request<ReqBody> {
     Request::post(uri).body(full(body)).unwrap()
 }
 
+/// Both client protocols to an HTTP/1.1 upstream: a GET, and a 300,000-byte POST
+/// counted in the response and the access log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn h2c_client_to_http1_upstream() {
+async fn both_client_protocols_to_an_http1_upstream() {
     within(60, async {
         let weir = weir_with(synthetic("h1-upstream").await, "http1").await;
-        let client = h2_client();
-        let got = get(&client, &weir.url("/hello")).await;
-        assert_eq!(got.status, 200);
-        assert_eq!(got.upstream(), "h1-upstream");
-        assert_eq!(got.text(), "h1-upstream\n");
-        let body = Bytes::from(vec![b'x'; 300_000]);
-        let got = fetch(&client, post(&weir.url("/upload"), body)).await;
-        assert_eq!(got.status, 200);
-        assert_eq!(got.header("x-weir-request-bytes"), Some("300000"));
-        let line = weir
-            .wait_access("the h2 POST", |v| v["path"] == "/upload")
-            .await;
-        assert_eq!(line["protocol"], "HTTP/2.0");
-        assert_eq!(line["request_bytes"], 300_000);
+        for proto in Proto::ALL {
+            let client = proto.client();
+            let got = get(&client, &weir.url("/hello")).await;
+            assert_eq!(got.status, 200, "{proto}");
+            assert_eq!(got.upstream(), "h1-upstream", "{proto}");
+            assert_eq!(got.text(), "h1-upstream\n", "{proto}");
+            let body = Bytes::from(vec![b'x'; 300_000]);
+            let path = format!("/upload-{}", proto.tag());
+            let got = fetch(&client, post(&weir.url(&path), body)).await;
+            assert_eq!(got.status, 200, "{proto}");
+            assert_eq!(
+                got.header("x-weir-request-bytes"),
+                Some("300000"),
+                "{proto}"
+            );
+            let line = weir
+                .wait_access(&format!("the {proto} POST"), |v| v["path"] == path.as_str())
+                .await;
+            assert_eq!(line["protocol"], proto.logged(), "{proto}");
+            assert_eq!(line["request_bytes"], 300_000, "{proto}");
+        }
     })
     .await;
 }
@@ -64,17 +75,18 @@ async fn h2c_client_to_http1_upstream() {
 async fn http2_upstream_from_both_client_protocols() {
     within(60, async {
         let weir = weir_with(synthetic("h2-upstream").await, "http2").await;
-        for client in [h1_client(), h2_client()] {
+        for proto in Proto::ALL {
+            let client = proto.client();
             let got = get(&client, &weir.url("/")).await;
-            assert_eq!(got.status, 200, "{}", got.text());
-            assert_eq!(got.upstream(), "h2-upstream");
+            assert_eq!(got.status, 200, "{proto}: {}", got.text());
+            assert_eq!(got.upstream(), "h2-upstream", "{proto}");
             let got = fetch(
                 &client,
                 post(&weir.url("/up"), Bytes::from(vec![1u8; 70_000])),
             )
             .await;
-            assert_eq!(got.status, 200, "{}", got.text());
-            assert_eq!(got.header("x-weir-request-bytes"), Some("70000"));
+            assert_eq!(got.status, 200, "{proto}: {}", got.text());
+            assert_eq!(got.header("x-weir-request-bytes"), Some("70000"), "{proto}");
         }
         // Many concurrent streams over the pooled upstream connection.
         let client = h2_client();
@@ -92,24 +104,40 @@ async fn http2_upstream_from_both_client_protocols() {
     .await;
 }
 
-/// An HTTP/1.1 request to an HTTP/2 upstream: `Host` becomes `:authority`.
+/// A request to an HTTP/2 upstream: `Host` (or the client's `:authority`) becomes
+/// `:authority`, and no `host` or `connection` field goes out. The HTTP/1.1 request is
+/// written on raw TCP so its `Host` and `Connection` lines are exactly these.
 #[tokio::test]
-async fn http1_request_to_http2_upstream_carries_the_authority() {
+async fn requests_to_an_http2_upstream_carry_the_authority() {
     within(60, async {
         let weir = weir_with(echo_upstream(true).await, "http2").await;
-        let raw = raw_exchange(
-            weir.listen,
-            b"GET /p?q=1 HTTP/1.1\r\nHost: shop.example:8080\r\nConnection: close\r\n\r\n",
-        )
-        .await
-        .unwrap();
-        let resp = RawResponse::parse(&raw);
-        assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&raw));
-        let seen = Echoed::parse(&resp.body);
-        assert_eq!(seen.version, "HTTP/2.0");
-        assert_eq!(seen.uri, "http://shop.example:8080/p?q=1");
-        assert!(seen.all("host").is_empty(), "{seen:?}");
-        assert!(seen.all("connection").is_empty(), "{seen:?}");
+        for proto in Proto::ALL {
+            let body = match proto {
+                Proto::Http1 => {
+                    let raw = raw_exchange(
+                        weir.listen,
+                        b"GET /p?q=1 HTTP/1.1\r\nHost: shop.example:8080\r\nConnection: close\r\n\r\n",
+                    )
+                    .await
+                    .unwrap();
+                    let resp = RawResponse::parse(&raw);
+                    assert_eq!(resp.status, 200, "{proto}: {}", String::from_utf8_lossy(&raw));
+                    resp.body
+                }
+                Proto::H2c => {
+                    let mut conn = proto.conn(weir.listen).await;
+                    let req = conn.request("GET", "shop.example:8080", "/p?q=1");
+                    let got = conn.send(req.body(empty()).unwrap()).await.unwrap();
+                    assert_eq!(got.status, 200, "{proto}: {}", got.text());
+                    got.body.to_vec()
+                }
+            };
+            let seen = Echoed::parse(&body);
+            assert_eq!(seen.version, "HTTP/2.0", "{proto}");
+            assert_eq!(seen.uri, "http://shop.example:8080/p?q=1", "{proto}");
+            assert!(seen.all("host").is_empty(), "{proto}: {seen:?}");
+            assert!(seen.all("connection").is_empty(), "{proto}: {seen:?}");
+        }
     })
     .await;
 }
