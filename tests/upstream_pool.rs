@@ -1,7 +1,8 @@
 //! Upstream connections are pooled and kept alive: sequential requests reuse one
 //! connection (also after bodiless answers: HEAD, 204, 304), HTTP/2 upstreams carry
 //! many requests on one connection per worker, and a pooled connection the upstream
-//! closed is not used again.
+//! closed is not used again. The pool is behind both client protocols, so each case
+//! runs for HTTP/1.1 and h2c clients.
 
 mod support;
 
@@ -81,58 +82,56 @@ async fn weir_to(upstream: SocketAddr, protocol: &str) -> Weir {
     .await
 }
 
-/// Sends `method path` on an HTTP/1.1 connection and reads the whole answer.
-async fn send(
-    tx: &mut hyper::client::conn::http1::SendRequest<ReqBody>,
-    method: Method,
-    path: &str,
-) -> Got {
-    tx.ready().await.expect("connection open");
-    let req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", "shop")
+/// Sends `method path` on a client connection and reads the whole answer.
+async fn send(conn: &mut Conn, method: Method, path: &str) -> Got {
+    let req = conn
+        .request(method.as_str(), "shop", path)
         .body(empty())
         .unwrap();
-    read(tx.send_request(req).await.unwrap()).await.unwrap()
+    let proto = conn.proto();
+    conn.send(req)
+        .await
+        .unwrap_or_else(|e| panic!("{proto} {method} {path}: {e}"))
 }
 
 #[tokio::test]
 async fn sequential_requests_reuse_one_upstream_connection() {
     within(60, async {
-        let (upstream, accepted) = counting_upstream(false).await;
-        let weir = weir_to(upstream, "http1").await;
-        let mut tx = h1_conn(weir.listen).await;
-        for i in 0..50 {
-            let got = send(&mut tx, Method::GET, &format!("/r{i}")).await;
-            assert_eq!(got.status, 200);
-            assert_eq!(got.text(), "ok\n");
-        }
-        assert_eq!(
-            accepted.load(Ordering::SeqCst),
-            1,
-            "50 requests, one connection"
-        );
+        for proto in Proto::ALL {
+            let (upstream, accepted) = counting_upstream(false).await;
+            let weir = weir_to(upstream, "http1").await;
+            let mut conn = proto.conn(weir.listen).await;
+            for i in 0..50 {
+                let got = send(&mut conn, Method::GET, &format!("/r{i}")).await;
+                assert_eq!(got.status, 200, "{proto}");
+                assert_eq!(got.text(), "ok\n", "{proto}");
+            }
+            assert_eq!(
+                accepted.load(Ordering::SeqCst),
+                1,
+                "{proto}: 50 requests, one connection"
+            );
 
-        // Bodiless answers end the exchange at once and hand the connection back.
-        for _ in 0..5 {
-            let got = send(&mut tx, Method::HEAD, "/head").await;
-            assert_eq!(got.status, 200);
-            assert_eq!(got.header("content-length"), Some("1234"));
-            assert!(got.body.is_empty());
-            let got = send(&mut tx, Method::GET, "/no-content").await;
-            assert_eq!(got.status, 204);
-            let got = send(&mut tx, Method::GET, "/not-modified").await;
-            assert_eq!(got.status, 304);
-            assert_eq!(got.header("etag"), Some("\"v1\""));
-            let got = send(&mut tx, Method::GET, "/after").await;
-            assert_eq!(got.text(), "ok\n");
+            // Bodiless answers end the exchange at once and hand the connection back.
+            for _ in 0..5 {
+                let got = send(&mut conn, Method::HEAD, "/head").await;
+                assert_eq!(got.status, 200, "{proto}");
+                assert_eq!(got.header("content-length"), Some("1234"), "{proto}");
+                assert!(got.body.is_empty(), "{proto}");
+                let got = send(&mut conn, Method::GET, "/no-content").await;
+                assert_eq!(got.status, 204, "{proto}");
+                let got = send(&mut conn, Method::GET, "/not-modified").await;
+                assert_eq!(got.status, 304, "{proto}");
+                assert_eq!(got.header("etag"), Some("\"v1\""), "{proto}");
+                let got = send(&mut conn, Method::GET, "/after").await;
+                assert_eq!(got.text(), "ok\n", "{proto}");
+            }
+            assert_eq!(
+                accepted.load(Ordering::SeqCst),
+                1,
+                "{proto}: HEAD, 204 and 304 answers give the connection back to the pool"
+            );
         }
-        assert_eq!(
-            accepted.load(Ordering::SeqCst),
-            1,
-            "HEAD, 204 and 304 answers give the connection back to the pool"
-        );
     })
     .await;
 }
@@ -141,39 +140,45 @@ async fn sequential_requests_reuse_one_upstream_connection() {
 #[tokio::test]
 async fn client_connections_share_pooled_upstream_connections() {
     within(60, async {
-        let (upstream, accepted) = counting_upstream(false).await;
-        let weir = weir_to(upstream, "http1").await;
-        for i in 0..40 {
-            let mut tx = h1_conn(weir.listen).await;
-            let got = send(&mut tx, Method::GET, &format!("/c{i}")).await;
-            assert_eq!(got.status, 200);
+        for proto in Proto::ALL {
+            let (upstream, accepted) = counting_upstream(false).await;
+            let weir = weir_to(upstream, "http1").await;
+            for i in 0..40 {
+                let mut conn = proto.conn(weir.listen).await;
+                let got = send(&mut conn, Method::GET, &format!("/c{i}")).await;
+                assert_eq!(got.status, 200, "{proto}");
+            }
+            let n = accepted.load(Ordering::SeqCst);
+            assert!(
+                n <= 4,
+                "{proto}: 40 sequential client connections opened {n} upstream connections"
+            );
         }
-        let n = accepted.load(Ordering::SeqCst);
-        assert!(
-            n <= 4,
-            "40 sequential client connections opened {n} upstream connections"
-        );
     })
     .await;
 }
 
-/// HTTP/2 upstream: hundreds of concurrent requests share one connection per worker.
+/// HTTP/2 upstream: hundreds of concurrent requests, from clients of both protocols,
+/// share one connection per worker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_upstream_multiplexes() {
     within(60, async {
         let (upstream, accepted) = counting_upstream(true).await;
         let weir = weir_to(upstream, "http2").await;
         let mut tasks = Vec::new();
-        for c in 0..4 {
-            let client = if c % 2 == 0 { h1_client() } else { h2_client() };
+        for (c, proto) in Proto::ALL.into_iter().cycle().take(4).enumerate() {
+            let client = proto.client();
             for i in 0..50 {
                 let client = client.clone();
                 let url = weir.url(&format!("/m{c}-{i}"));
-                tasks.push(tokio::spawn(async move { get(&client, &url).await.status }));
+                tasks.push(tokio::spawn(async move {
+                    (proto, get(&client, &url).await.status)
+                }));
             }
         }
         for t in tasks {
-            assert_eq!(t.await.unwrap(), 200);
+            let (proto, status) = t.await.unwrap();
+            assert_eq!(status, 200, "{proto}");
         }
         let n = accepted.load(Ordering::SeqCst);
         assert!(
@@ -220,32 +225,39 @@ async fn short_keepalive_upstream() -> (SocketAddr, Arc<AtomicUsize>) {
 #[tokio::test]
 async fn pooled_connections_the_upstream_closed_are_not_reused() {
     within(60, async {
-        let (upstream, accepted) = short_keepalive_upstream().await;
-        let weir = weir_to(upstream, "http1").await;
-        let mut tx = h1_conn(weir.listen).await;
-        for i in 0..20 {
-            let got = send(&mut tx, Method::GET, &format!("/k{i}")).await;
-            assert_eq!(got.status, 200, "request {i}: {}", got.text());
-            assert_eq!(got.text(), "ok\n");
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        for proto in Proto::ALL {
+            let (upstream, accepted) = short_keepalive_upstream().await;
+            let weir = weir_to(upstream, "http1").await;
+            let mut conn = proto.conn(weir.listen).await;
+            for i in 0..20 {
+                let got = send(&mut conn, Method::GET, &format!("/k{i}")).await;
+                assert_eq!(got.status, 200, "{proto} request {i}: {}", got.text());
+                assert_eq!(got.text(), "ok\n", "{proto}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert_eq!(accepted.load(Ordering::SeqCst), 20, "{proto}");
         }
-        assert_eq!(accepted.load(Ordering::SeqCst), 20);
     })
     .await;
 }
 
 /// Idle pooled connections the upstream closed are closed by weir too, without a
-/// request having to find them: the upstream connection gauge goes back to 0.
-#[tokio::test]
+/// request having to find them: the upstream connection gauge goes back to 0. (Both
+/// client protocols at once, on two weirs: each waits for the 5 s sweep.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_the_upstream_closed_are_swept() {
-    within(60, async {
+    async fn swept(proto: Proto) {
         let (upstream, _) = short_keepalive_upstream().await;
         let weir = weir_to(upstream, "http1").await;
-        let mut tx = h1_conn(weir.listen).await;
-        assert_eq!(send(&mut tx, Method::GET, "/once").await.status, 200);
+        let mut conn = proto.conn(weir.listen).await;
+        assert_eq!(
+            send(&mut conn, Method::GET, "/once").await.status,
+            200,
+            "{proto}"
+        );
         let active = |v: &serde_json::Value| v["destinations"]["up"]["upstream_active"].as_i64();
         let json = admin_json(weir.admin, "/stats/connections").await;
-        assert_eq!(active(&json), Some(1), "{json}");
+        assert_eq!(active(&json), Some(1), "{proto}: {json}");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         loop {
             let json = admin_json(weir.admin, "/stats/connections").await;
@@ -254,10 +266,13 @@ async fn idle_connections_the_upstream_closed_are_swept() {
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "never swept: {json}"
+                "{proto}: never swept: {json}"
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+    within(60, async {
+        tokio::join!(swept(Proto::Http1), swept(Proto::H2c));
     })
     .await;
 }
@@ -321,9 +336,10 @@ async fn rotating_upstream(http2: bool, per_conn: usize) -> (SocketAddr, Arc<Ato
     (addr, accepted)
 }
 
-/// `n` concurrent requests through weir over HTTP/2 downstream; returns the failures.
-async fn burst(weir: &Weir, n: usize) -> Vec<String> {
-    let client = h2_client();
+/// `n` concurrent requests through weir from a pooled `proto` client (h2c: streams of
+/// one connection; HTTP/1.1: up to `n` connections); returns the failures.
+async fn burst(weir: &Weir, proto: Proto, n: usize) -> Vec<String> {
+    let client = proto.client();
     let tasks: Vec<_> = (0..n)
         .map(|i| {
             let client = client.clone();
@@ -338,7 +354,7 @@ async fn burst(weir: &Weir, n: usize) -> Vec<String> {
     for t in tasks {
         let (status, text) = t.await.unwrap();
         if status != 200 {
-            failures.push(format!("{status}: {}", text.trim_end()));
+            failures.push(format!("{proto}: {status}: {}", text.trim_end()));
         }
     }
     failures
@@ -350,27 +366,36 @@ async fn burst(weir: &Weir, n: usize) -> Vec<String> {
 async fn upstreams_ending_connections_cost_no_request() {
     within(60, async {
         for (http2, protocol) in [(false, "http1"), (true, "http2")] {
-            let (upstream, accepted) = rotating_upstream(http2, 5).await;
-            let weir = weir_to(upstream, protocol).await;
-            // Sequential, on one client connection.
-            let mut tx = h1_conn(weir.listen).await;
-            for i in 0..40 {
-                let got = send(&mut tx, Method::GET, &format!("/s{i}")).await;
-                assert_eq!(got.status, 200, "{protocol} request {i}: {}", got.text());
-                // Let the GOAWAY that may follow an answer arrive before the next
-                // request: requests racing a GOAWAY are the known issue below.
-                tokio::time::sleep(Duration::from_millis(10)).await;
+            for proto in Proto::ALL {
+                let (upstream, accepted) = rotating_upstream(http2, 5).await;
+                let weir = weir_to(upstream, protocol).await;
+                // Sequential, on one client connection.
+                let mut conn = proto.conn(weir.listen).await;
+                for i in 0..40 {
+                    let got = send(&mut conn, Method::GET, &format!("/s{i}")).await;
+                    assert_eq!(
+                        got.status,
+                        200,
+                        "{proto} to {protocol}, request {i}: {}",
+                        got.text()
+                    );
+                    // Let the GOAWAY that may follow an answer arrive before the next
+                    // request (requests racing a GOAWAY are the burst test below).
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                assert!(
+                    accepted.load(Ordering::SeqCst) >= 40 / 5,
+                    "{proto} to {protocol}: the upstream rotated its connections"
+                );
             }
-            assert!(
-                accepted.load(Ordering::SeqCst) >= 40 / 5,
-                "{protocol}: the upstream rotated its connections"
-            );
         }
         // Concurrent, HTTP/1.1 upstream.
-        let (upstream, _) = rotating_upstream(false, 5).await;
-        let weir = weir_to(upstream, "http1").await;
-        let failures = burst(&weir, 100).await;
-        assert!(failures.is_empty(), "{failures:?}");
+        for proto in Proto::ALL {
+            let (upstream, _) = rotating_upstream(false, 5).await;
+            let weir = weir_to(upstream, "http1").await;
+            let failures = burst(&weir, proto, 100).await;
+            assert!(failures.is_empty(), "{failures:?}");
+        }
     })
     .await;
 }
@@ -380,20 +405,23 @@ async fn upstreams_ending_connections_cost_no_request() {
 /// while weir has streams queued on it: the h2 client writes the PING ACK before the
 /// HEADERS it had already queued, so the final GOAWAY leaves those streams out. They
 /// were never processed (RFC 9113 section 6.8), so weir sends them again on a new
-/// connection and no request fails. (Sending bodies again is unit-tested in
-/// `upstream::body`: with bodies in flight, this upstream also closes under streams it
-/// had accepted, which weir cannot tell from processed ones and rightly answers 502.)
+/// connection and no request fails, whichever protocol the clients speak. (Sending
+/// bodies again is unit-tested in `upstream::body`: with bodies in flight, this
+/// upstream also closes under streams it had accepted, which weir cannot tell from
+/// processed ones and rightly answers 502.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_upstream_goaway_during_a_burst_costs_no_request() {
     within(60, async {
-        let (upstream, _) = rotating_upstream(true, 5).await;
-        let weir = weir_to(upstream, "http2").await;
-        let failures = burst(&weir, 100).await;
-        assert!(
-            failures.is_empty(),
-            "{} of 100 failed: {failures:?}",
-            failures.len()
-        );
+        for proto in Proto::ALL {
+            let (upstream, _) = rotating_upstream(true, 5).await;
+            let weir = weir_to(upstream, "http2").await;
+            let failures = burst(&weir, proto, 100).await;
+            assert!(
+                failures.is_empty(),
+                "{proto}: {} of 100 failed: {failures:?}",
+                failures.len()
+            );
+        }
     })
     .await;
 }
