@@ -227,18 +227,23 @@ routes:
             dead.addr
         ))
         .await;
-        let client = h1_client();
-        for _ in 0..5 {
-            assert_eq!(get(&client, &w.url("/")).await.status, 200);
+        // The same requests from each client protocol: both land in the same series
+        // (Istio's `request_protocol` is `http` for HTTP/1.1 and HTTP/2 alike).
+        for proto in Proto::ALL {
+            let client = proto.client();
+            for _ in 0..5 {
+                assert_eq!(get(&client, &w.url("/")).await.status, 200, "{proto}");
+            }
+            for _ in 0..3 {
+                let req = Request::get(w.url("/"))
+                    .header("x-stage", "canary")
+                    .body(empty())
+                    .unwrap();
+                assert_eq!(fetch(&client, req).await.status, 200, "{proto}");
+            }
+            assert_eq!(get(&client, &w.url("/gone")).await.status, 503, "{proto}");
         }
-        for _ in 0..3 {
-            let req = Request::get(w.url("/"))
-                .header("x-stage", "canary")
-                .body(empty())
-                .unwrap();
-            assert_eq!(fetch(&client, req).await.status, 200);
-        }
-        assert_eq!(get(&client, &w.url("/gone")).await.status, 503);
+        let protos = Proto::ALL.len() as f64;
         // (Unrouted requests are checked in their own test: this config catches all.)
         let (status, text) = admin_get(w.admin, "/metrics").await.unwrap();
         assert_eq!(status, StatusCode::OK);
@@ -298,7 +303,7 @@ routes:
             ]),
         );
         assert_eq!(release_ok.len(), 1, "{release_ok:?}");
-        assert_eq!(release_ok[0].value, 5.0);
+        assert_eq!(release_ok[0].value, 5.0 * protos);
         let canary_ok = find(
             &samples,
             "istio_requests_total",
@@ -309,7 +314,7 @@ routes:
             ]),
         );
         assert_eq!(canary_ok.len(), 1);
-        assert_eq!(canary_ok[0].value, 3.0);
+        assert_eq!(canary_ok[0].value, 3.0 * protos);
         let uf = find(
             &samples,
             "istio_requests_total",
@@ -320,6 +325,7 @@ routes:
             ]),
         );
         assert_eq!(uf.len(), 1, "{uf:?}");
+        assert_eq!(uf[0].value, protos, "{uf:?}");
         // Every Istio series has the full label set, unknown where weir cannot know.
         for s in samples.iter().filter(|s| s.name == "istio_requests_total") {
             for key in [
@@ -344,7 +350,7 @@ routes:
                 ("response_code", "200"),
             ],
         );
-        assert_eq!(bytes[0].value, 5.0 * "release\n".len() as f64);
+        assert_eq!(bytes[0].value, 5.0 * protos * "release\n".len() as f64);
         let weights = find(
             &samples,
             "weir_route_weight",
@@ -363,9 +369,11 @@ async fn unrouted_requests_count_under_unknown_with_nr() {
             "service: shop\ndestinations:\n  release: {{ endpoints: [\"{up}\"] }}\nroutes:\n  - name: only\n    match: {{ path: /only }}\n    split: {{ release: 1 }}\n"
         ))
         .await;
-        let client = h1_client();
-        for _ in 0..2 {
-            assert_eq!(get(&client, &w.url("/elsewhere")).await.status, 404);
+        for proto in Proto::ALL {
+            let client = proto.client();
+            for _ in 0..2 {
+                assert_eq!(get(&client, &w.url("/elsewhere")).await.status, 404, "{proto}");
+            }
         }
         let samples = metrics(&w).await;
         let nr = find(
@@ -374,7 +382,7 @@ async fn unrouted_requests_count_under_unknown_with_nr() {
             &[("destination_workload", "unknown"), ("response_code", "404"), ("response_flags", "NR"), ("reporter", "source")],
         );
         assert_eq!(nr.len(), 1, "{nr:?}");
-        assert_eq!(nr[0].value, 2.0);
+        assert_eq!(nr[0].value, 2.0 * Proto::ALL.len() as f64);
         assert_eq!(nr[0].labels["destination_service"], "shop.default.svc.cluster.local");
         assert_eq!(nr[0].labels["source_workload"], "weir");
     })
@@ -390,65 +398,80 @@ async fn connection_gauges_count_exactly() {
             ..Profile::new("slow")
         })
         .await;
-        let w = Weir::start(&format!(
-            "destinations:\n  release: {{ endpoints: [\"{up}\"] }}\n  slow: {{ endpoints: [\"{slow}\"] }}\nroutes:\n  - name: slow\n    match: {{ path: /slow }}\n    split: {{ slow: 1 }}\n  - name: primary\n    split: {{ release: 1 }}\n"
-        ))
-        .await;
-        let active = |v: &serde_json::Value| v["downstream_active"].as_i64().unwrap();
-        assert_eq!(active(&admin_json(w.admin, "/stats/connections").await), 0);
+        // A weir per client protocol: the upstream connections the first one pooled
+        // would blur the second one's count.
+        for proto in Proto::ALL {
+            let w = Weir::start(&format!(
+                "destinations:\n  release: {{ endpoints: [\"{up}\"] }}\n  slow: {{ endpoints: [\"{slow}\"] }}\nroutes:\n  - name: slow\n    match: {{ path: /slow }}\n    split: {{ slow: 1 }}\n  - name: primary\n    split: {{ release: 1 }}\n"
+            ))
+            .await;
+            let active = |v: &serde_json::Value| v["downstream_active"].as_i64().unwrap();
+            assert_eq!(active(&admin_json(w.admin, "/stats/connections").await), 0);
 
-        // 50 keep-alive connections, each after one request, left idle.
-        let mut conns = Vec::new();
-        for _ in 0..50 {
-            let mut tx = h1_conn(w.listen).await;
-            let resp = tx.send_request(Request::get("/").header("host", "shop").body(empty()).unwrap()).await.unwrap();
-            read(resp).await.unwrap();
-            conns.push(tx);
-        }
-        let json = admin_json(w.admin, "/stats/connections").await;
-        assert_eq!(active(&json), 50, "{json}");
-        let samples = metrics(&w).await;
-        assert_eq!(find(&samples, "weir_downstream_connections_active", &[])[0].value, 50.0);
-        assert!(find(&samples, "weir_downstream_connections_total", &[])[0].value >= 50.0);
-        drop(conns);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let json = admin_json(w.admin, "/stats/connections").await;
-            if active(&json) == 0 {
-                break;
+            // 50 keep-alive connections, each after one request, left idle.
+            let mut conns = Vec::new();
+            for _ in 0..50 {
+                let mut conn = proto.conn(w.listen).await;
+                let got = conn.get("/").await.unwrap();
+                assert_eq!(got.status, 200, "{proto}");
+                conns.push(conn);
             }
-            assert!(Instant::now() < deadline, "still open after close: {json}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            let json = admin_json(w.admin, "/stats/connections").await;
+            assert_eq!(active(&json), 50, "{proto}: {json}");
+            let samples = metrics(&w).await;
+            assert_eq!(
+                find(&samples, "weir_downstream_connections_active", &[])[0].value,
+                50.0,
+                "{proto}"
+            );
+            assert!(
+                find(&samples, "weir_downstream_connections_total", &[])[0].value >= 50.0,
+                "{proto}"
+            );
+            drop(conns);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let json = admin_json(w.admin, "/stats/connections").await;
+                if active(&json) == 0 {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{proto}: still open after close: {json}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
 
-        // Three requests in flight to the slow destination.
-        let mut inflight = Vec::new();
-        for _ in 0..3 {
-            let url = w.url("/slow");
-            inflight.push(tokio::spawn(async move { get(&h1_client(), &url).await.status }));
-        }
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let json = admin_json(w.admin, "/stats/connections").await;
-            let slow = &json["destinations"]["slow"];
-            // A request is counted when it is routed, its upstream connection once
-            // connected: wait for both rather than read the moment in between.
-            if slow["requests_active"] == 3 && slow["upstream_active"] == 3 {
-                assert_eq!(json["requests_active"], 3, "{json}");
-                assert_eq!(active(&json), 3, "{json}");
-                let samples = metrics(&w).await;
-                assert_eq!(find(&samples, "weir_requests_active", &[("destination", "slow")])[0].value, 3.0);
-                assert_eq!(find(&samples, "weir_upstream_connections_active", &[("destination", "slow")])[0].value, 3.0);
-                break;
+            // Three requests in flight to the slow destination, each on a client (and
+            // so a connection) of its own.
+            let mut inflight = Vec::new();
+            for _ in 0..3 {
+                let url = w.url("/slow");
+                inflight.push(tokio::spawn(async move { get(&proto.client(), &url).await.status }));
             }
-            assert!(Instant::now() < deadline, "never 3 in flight: {json}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let json = admin_json(w.admin, "/stats/connections").await;
+                let slow = &json["destinations"]["slow"];
+                // A request is counted when it is routed, its upstream connection once
+                // connected: wait for both rather than read the moment in between.
+                if slow["requests_active"] == 3 && slow["upstream_active"] == 3 {
+                    assert_eq!(json["requests_active"], 3, "{proto}: {json}");
+                    assert_eq!(active(&json), 3, "{proto}: {json}");
+                    let samples = metrics(&w).await;
+                    assert_eq!(find(&samples, "weir_requests_active", &[("destination", "slow")])[0].value, 3.0, "{proto}");
+                    assert_eq!(find(&samples, "weir_upstream_connections_active", &[("destination", "slow")])[0].value, 3.0, "{proto}");
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{proto}: never 3 in flight: {json}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            for t in inflight {
+                assert_eq!(t.await.unwrap(), 200, "{proto}");
+            }
+            let json = admin_json(w.admin, "/stats/connections").await;
+            assert_eq!(json["destinations"]["slow"]["requests_active"], 0, "{proto}: {json}");
         }
-        for t in inflight {
-            assert_eq!(t.await.unwrap(), 200);
-        }
-        let json = admin_json(w.admin, "/stats/connections").await;
-        assert_eq!(json["destinations"]["slow"]["requests_active"], 0, "{json}");
     })
     .await;
 }
