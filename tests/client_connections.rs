@@ -1,7 +1,8 @@
 //! Client connection handling on the data plane: `idle_timeout` closes HTTP/1.1
 //! connections that sit idle (before a first request and between requests) and sends
 //! HTTP/2 connections that sit idle a GOAWAY, and pipelined HTTP/1.1 requests are
-//! answered in order.
+//! answered in order. Protocol-specific on purpose: how a connection is ended (close
+//! versus GOAWAY and a drain) and pipelining (HTTP/2 multiplexes instead) differ.
 
 mod support;
 

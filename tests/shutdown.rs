@@ -296,29 +296,13 @@ async fn idle_connections_do_not_hold_the_drain() {
              routes:\n  - name: all\n    split: {{ up: 1 }}\n"
         ))
         .await;
-        let mut h1 = h1_conn(weir.listen).await;
-        let mut h2 = h2_conn(weir.listen).await;
-        let got = read(
-            h1.send_request(
-                Request::get("/")
-                    .header("host", "shop")
-                    .body(empty())
-                    .unwrap(),
-            )
-            .await
-            .unwrap(),
-        )
-        .await
-        .unwrap();
-        assert_eq!(got.status, 200);
-        let got = read(
-            h2.send_request(Request::get("http://shop/").body(empty()).unwrap())
-                .await
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-        assert_eq!(got.status, 200);
+        let mut conns = Vec::new();
+        for proto in Proto::ALL {
+            let mut conn = proto.conn(weir.listen).await;
+            let got = conn.get("/").await.unwrap();
+            assert_eq!(got.status, 200, "{proto}");
+            conns.push(conn);
+        }
         let sent = Instant::now();
         weir.signal("TERM");
         let status = weir
@@ -332,14 +316,13 @@ async fn idle_connections_do_not_hold_the_drain() {
             sent.elapsed()
         );
         // Both connections were closed by weir.
-        assert!(
-            h1.ready().await.is_err(),
-            "the idle HTTP/1.1 connection is closed"
-        );
-        assert!(
-            h2.ready().await.is_err(),
-            "the idle HTTP/2 connection is closed"
-        );
+        for mut conn in conns {
+            let proto = conn.proto();
+            assert!(
+                conn.ready().await.is_err(),
+                "the idle {proto} connection is closed"
+            );
+        }
     })
     .await;
 }

@@ -1,6 +1,9 @@
 //! Split accuracy: the weighted choice is made per request, over keep-alive HTTP/1.1
 //! connections and over the streams of one HTTP/2 connection, and lands within
-//! ±1.5 percentage points of the weights over 20,000 requests.
+//! ±1.5 percentage points of the weights over 20,000 requests. The two protocols get
+//! tests of their own because their load shapes differ (several sequential keep-alive
+//! connections, many concurrent streams on one connection); the single-destination
+//! case runs over both.
 
 mod support;
 

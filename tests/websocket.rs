@@ -1,5 +1,7 @@
 //! HTTP/1.1 Upgrade pass-through: a raw TCP client does the RFC 6455 handshake through
-//! weir with the synthetic upstream (a WebSocket echo) and exchanges frames.
+//! weir with the synthetic upstream (a WebSocket echo) and exchanges frames. HTTP/1.1
+//! only: WebSockets over HTTP/2 need extended CONNECT (RFC 8441), which weir does not
+//! offer.
 
 mod support;
 
