@@ -26,6 +26,7 @@ fn record(c: &mut Criterion) {
         workload: "shop-canary".into(),
         version: "v2".into(),
         tls: None,
+        pool: Default::default(),
     };
     let outcome = |status| Outcome {
         status,

@@ -25,6 +25,9 @@ use crate::state::Shared;
 
 pub type AdminResponse = Response<Full<Bytes>>;
 
+/// The shortest admin token accepted, at start and whenever the file is re-read.
+const MIN_TOKEN_LEN: usize = 16;
+
 /// Who may change things through the admin API.
 #[derive(Debug, Clone, Default)]
 pub struct AdminAuth {
@@ -130,22 +133,33 @@ async fn authorize(auth: &AdminAuth, req: &Request<Incoming>) -> Result<(), Admi
     let Some(file) = &auth.token_file else {
         return Ok(());
     };
+    // The same minimum as at start: a token file rewritten with something short must
+    // not make a guessable token valid.
     let expected = match tokio::fs::read_to_string(file).await {
-        Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
-        _ => {
-            tracing::error!(file = %file.display(), "admin token file unreadable or empty; refusing admin writes");
+        Ok(t) if t.trim().len() >= MIN_TOKEN_LEN => t.trim().to_owned(),
+        Ok(_) => {
+            tracing::error!(file = %file.display(), "admin token shorter than {MIN_TOKEN_LEN} characters; refusing admin writes");
+            return Err(config_api::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the admin token file holds a token shorter than 16 characters; admin writes are refused until it holds a longer one",
+            ));
+        }
+        Err(_) => {
+            tracing::error!(file = %file.display(), "admin token file unreadable; refusing admin writes");
             return Err(config_api::error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the admin token file cannot be read; admin writes are refused",
             ));
         }
     };
+    // The scheme is case-insensitive (RFC 9110 §11.1).
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
     match given {
         Some(token) if constant_time_eq(token.as_bytes(), expected.as_bytes()) => Ok(()),
         _ => {

@@ -48,12 +48,35 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// How long an HTTP/1.1 client connection may wait between requests.
     pub idle_timeout: Duration,
+    /// What one client may hold, and for how long (see [`Limits`]).
+    pub limits: Limits,
+    /// The HTTP/1.1 `Upgrade` protocols tunnelled (lowercase), `websocket` by default.
+    pub upgrades: Vec<String>,
     /// Worker threads; `None` means one per available CPU.
     pub workers: Option<usize>,
     /// TLS on the data-plane listener; `None` serves plaintext only.
     pub tls: Option<ServerTlsSettings>,
     pub destinations: Vec<DestinationConfig>,
     pub routes: Vec<RouteConfig>,
+}
+
+/// What one client may hold, and for how long: Envoy's edge defaults, each listed in
+/// the README's "Limits and defences" with what a client sees when it hits it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Client connections open at once; more are closed at accept. `None`: derived
+    /// from the file-descriptor limit when weir starts.
+    pub max_connections: Option<usize>,
+    /// From a request's first byte (a connection's start, for its first request) to
+    /// the end of its head: 408 after it.
+    pub request_header_timeout: Duration,
+    /// From a request's first byte to the end of its body: 408 after it. `None`: off.
+    pub request_timeout: Option<Duration>,
+    /// Nothing sent or received on a request (either way) for this long ends it: 408
+    /// before the response, 504 while waiting for it, a cut body after. `None`: off.
+    pub stream_idle_timeout: Option<Duration>,
+    /// Streams one HTTP/2 client connection may have open.
+    pub http2_max_concurrent_streams: u32,
 }
 
 /// The service-level labels of the Istio metrics.
@@ -110,6 +133,24 @@ pub struct DestinationConfig {
     pub version: String,
     /// TLS to the endpoints; `None` is plaintext.
     pub tls: Option<ClientTlsSettings>,
+    pub pool: PoolLimits,
+}
+
+/// How much load weir puts on one destination at once (Envoy's circuit breakers, with
+/// their defaults): requests in flight, and requests waiting for one to finish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PoolLimits {
+    pub max_requests: usize,
+    pub max_pending_requests: usize,
+}
+
+impl Default for PoolLimits {
+    fn default() -> Self {
+        PoolLimits {
+            max_requests: 1024,
+            max_pending_requests: 1024,
+        }
+    }
 }
 
 /// One route: first match wins, then the split picks a destination per request.

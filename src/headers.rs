@@ -58,22 +58,22 @@ pub fn role(name: &str) -> Role {
     }
 }
 
-/// The comma-separated tokens of a list header, trimmed of spaces and tabs only (RFC
-/// 9110 §5.6.1: not Unicode whitespace), empty ones skipped.
+/// The comma-separated tokens of a list header, trimmed of optional whitespace, empty
+/// ones skipped.
 pub fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
         .split(|&b| b == b',')
-        .map(|t| t.trim_ascii_start())
-        .map(trim_ows_end)
+        .map(trim_ows)
         .filter(|t| !t.is_empty())
 }
 
-fn trim_ows_end(t: &[u8]) -> &[u8] {
-    let end = t
-        .iter()
-        .rposition(|&b| b != b' ' && b != b'\t')
-        .map_or(0, |i| i + 1);
-    &t[..end]
+/// Trims optional whitespace: spaces and tabs only (RFC 9110 §5.6.3), so that
+/// `chunked` followed by a no-break space, say, is not `chunked`.
+pub fn trim_ows(t: &[u8]) -> &[u8] {
+    let ows = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = t.iter().position(|b| !ows(b)).unwrap_or(t.len());
+    let end = t.iter().rposition(|b| !ows(b)).map_or(start, |i| i + 1);
+    &t[start..end]
 }
 
 /// Tokens of `Connection` that are options rather than the names of headers to drop:
@@ -253,9 +253,12 @@ pub struct RequestEdits<'a> {
     /// The client spoke HTTP/2 and the upstream speaks HTTP/1.1: split `cookie` fields
     /// become one (RFC 9113 §8.2.3).
     pub join_cookies: bool,
-    /// `host` to write when the source has none (an absolute-form target's authority,
-    /// or HTTP/2's `:authority`); ignored for HTTP/2 upstreams.
-    pub authority: Option<&'a str>,
+    /// What becomes of `host` (for HTTP/2 upstreams it is always dropped: the
+    /// authority travels as `:authority`).
+    pub host: HostEdit<'a>,
+    /// The one `content-length` to send instead of the client's field lines (which
+    /// may repeat it, or list it twice in one line).
+    pub content_length: Option<u64>,
     /// An HTTP/1.1 upgrade (WebSocket) is being forwarded: `upgrade` stays.
     pub upgrade: bool,
     /// weir answers `expect: 100-continue` itself (as Envoy does), so it is not sent.
@@ -264,6 +267,17 @@ pub struct RequestEdits<'a> {
     pub chunked: bool,
     /// Return the `x-request-id` sent (for the access log).
     pub want_request_id: bool,
+}
+
+/// What becomes of a request's `host` field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostEdit<'a> {
+    Keep,
+    /// This host when the source has none (HTTP/2's `:authority`).
+    AddIfMissing(&'a str),
+    /// This host instead of the source's (an absolute-form target's authority, which
+    /// wins over `Host`: RFC 9112 §3.2.2).
+    Replace(&'a str),
 }
 
 /// Writes the forwarded request's header fields: hop-by-hop fields and the ones
@@ -280,10 +294,11 @@ pub fn forward_request<S: HeaderSource + ?Sized>(
     for (name, value, role) in source.fields() {
         let keep = match role {
             Role::EndToEnd => !listed || !source.connection_lists(name),
-            Role::ContentLength | Role::ContentType => true,
+            Role::ContentType => true,
+            Role::ContentLength => edits.content_length.is_none(),
             Role::Host => {
                 host = true;
-                !edits.to_http2
+                !edits.to_http2 && !matches!(edits.host, HostEdit::Replace(_))
             }
             Role::Cookie if edits.join_cookies => {
                 cookies += 1;
@@ -312,11 +327,14 @@ pub fn forward_request<S: HeaderSource + ?Sized>(
             sink.field(name, value);
         }
     }
-    if !host
-        && !edits.to_http2
-        && let Some(authority) = edits.authority
-    {
-        sink.field("host", authority.as_bytes());
+    match edits.host {
+        _ if edits.to_http2 => {}
+        HostEdit::Replace(authority) => sink.field("host", authority.as_bytes()),
+        HostEdit::AddIfMissing(authority) if !host => sink.field("host", authority.as_bytes()),
+        _ => {}
+    }
+    if let Some(length) = edits.content_length {
+        sink.field("content-length", length.to_string().as_bytes());
     }
     if cookies > 0 {
         sink.begin("cookie");

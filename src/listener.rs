@@ -1,13 +1,16 @@
-//! The data-plane listener: accepts client connections on a worker, tells TLS from
-//! plaintext and HTTP/2 (prior knowledge) from HTTP/1.1 by the first bytes, serves them,
-//! and drains them on shutdown.
+//! The data-plane listener: accepts client connections on a worker (up to the global
+//! connection limit), tells TLS from plaintext and HTTP/2 (prior knowledge) from
+//! HTTP/1.1 by the first bytes, serves them, and drains them on shutdown.
+
+mod detect;
+
+pub(crate) use detect::{Detected, Prefixed, detect};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
@@ -18,11 +21,8 @@ use crate::state::Shared;
 use crate::tls::server::Acceptor;
 use crate::tls::{ServerTls, TlsInfo, TlsMode};
 
-/// The HTTP/2 connection preface a prior-knowledge (h2c) client sends first.
-const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
 /// The longest a client may take over its TLS handshake (first byte included), unless
-/// `idle_timeout` is shorter: a handshake costs CPU and memory, so a client that opens
+/// `request_header_timeout` is shorter: a handshake costs CPU and memory, so a client that opens
 /// connections and stalls must not hold them.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -89,6 +89,14 @@ pub async fn run(
             () = draining.wait() => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // At the limit, the connection is closed at once: file descriptors
+                    // stay in reserve (accept never fails for want of one) and the admin
+                    // port stays reachable (Envoy's overload manager does the same).
+                    if shared.stats.downstream_active() >= settings.max_connections as i64 {
+                        shared.stats.connection_overflowed();
+                        drop(stream);
+                        continue;
+                    }
                     let guard = live.enter(&shared);
                     let conn = Conn { peer, shared: shared.clone(), drain: drain.clone(), settings, _live: guard };
                     match &tls {
@@ -125,15 +133,40 @@ struct Conn {
     _live: LiveGuard,
 }
 
-/// A plaintext connection: HTTP/2 with prior knowledge or HTTP/1.1.
-async fn plaintext(stream: TcpStream, conn: Conn) {
+/// A plaintext connection: HTTP/2 with prior knowledge or HTTP/1.1, told apart by its
+/// first bytes within the request-header timeout.
+async fn plaintext(mut stream: TcpStream, conn: Conn) {
     let _ = stream.set_nodelay(true);
-    let http2 = match tokio::time::timeout(conn.settings.idle_timeout, sniff_h2(&stream)).await {
-        Ok(Ok(http2)) => http2,
-        Ok(Err(_)) | Err(_) => return,
+    let (idle, header) = (
+        conn.settings.idle_timeout,
+        conn.settings.limits.request_header_timeout,
+    );
+    let Ok(detected) = detect::detect(&mut stream, idle, header).await else {
+        return;
     };
-    let downstream = Downstream::new(conn.peer, None, http2);
-    serve(stream, downstream, conn).await;
+    let Conn {
+        peer,
+        shared,
+        drain,
+        settings,
+        _live,
+    } = conn;
+    match detected {
+        Detected::Closed => {}
+        Detected::BadPreface => {
+            tracing::debug!(%peer, "invalid HTTP/2 connection preface; GOAWAY");
+            detect::refuse(&mut stream).await;
+        }
+        Detected::Http1(prefix) => {
+            let downstream = Arc::new(Downstream::new(peer, None, settings.limits));
+            codec::h1::serve(stream, &prefix, downstream, shared, drain, settings).await;
+        }
+        Detected::Http2(prefix) => {
+            let downstream = Arc::new(Downstream::new(peer, None, settings.limits));
+            let io = Prefixed::new(prefix, stream);
+            codec::h2::serve(io, downstream, shared, drain, settings).await;
+        }
+    }
 }
 
 /// A connection on a TLS listener: TLS, or plaintext in permissive mode. The acceptor
@@ -142,7 +175,11 @@ async fn plaintext(stream: TcpStream, conn: Conn) {
 async fn maybe_tls(stream: TcpStream, tls: Acceptor, conn: Conn) {
     let _ = stream.set_nodelay(true);
     let peer = conn.peer;
-    let limit = conn.settings.idle_timeout.min(TLS_HANDSHAKE_TIMEOUT);
+    let limit = conn
+        .settings
+        .limits
+        .request_header_timeout
+        .min(TLS_HANDSHAKE_TIMEOUT);
     let deadline = tokio::time::Instant::now() + limit;
     let is_tls = match tokio::time::timeout_at(deadline, starts_with_tls(&stream)).await {
         Ok(Ok(is_tls)) => is_tls,
@@ -169,8 +206,19 @@ async fn maybe_tls(stream: TcpStream, tls: Acceptor, conn: Conn) {
     };
     let info = TlsInfo::of(stream.get_ref().1);
     let http2 = info.h2;
-    let downstream = Downstream::new(peer, Some(info), http2);
-    serve(stream, downstream, conn).await;
+    let downstream = Arc::new(Downstream::new(peer, Some(info), conn.settings.limits));
+    let Conn {
+        shared,
+        drain,
+        settings,
+        _live,
+        ..
+    } = conn;
+    if http2 {
+        codec::h2::serve(stream, downstream, shared, drain, settings).await;
+    } else {
+        codec::h1::serve(stream, &[], downstream, shared, drain, settings).await;
+    }
 }
 
 /// Peeks at the first byte: a TLS handshake record means a ClientHello. An HTTP/1.1
@@ -182,42 +230,4 @@ async fn starts_with_tls(stream: &TcpStream) -> std::io::Result<bool> {
         return Err(std::io::ErrorKind::UnexpectedEof.into());
     }
     Ok(first[0] == TLS_HANDSHAKE_RECORD)
-}
-
-/// Serves HTTP over `io` until the client is done or the drain ends it: HTTP/2 with
-/// hyper's server, HTTP/1.1 with weir's own codec.
-async fn serve<I>(io: I, downstream: Downstream, conn: Conn)
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let Conn {
-        shared,
-        drain,
-        settings,
-        _live,
-        ..
-    } = conn;
-    let downstream = Arc::new(downstream);
-    if downstream.http2 {
-        codec::h2::serve(io, downstream, shared, drain, settings).await;
-    } else {
-        codec::h1::serve(io, downstream, shared, drain, settings).await;
-    }
-}
-
-/// Peeks at the first bytes: the HTTP/2 preface means h2c with prior knowledge.
-pub(crate) async fn sniff_h2(stream: &TcpStream) -> std::io::Result<bool> {
-    let mut buf = [0u8; H2_PREFACE.len()];
-    loop {
-        let n = stream.peek(&mut buf).await?;
-        if n == 0 || buf[..n] != H2_PREFACE[..n] {
-            return Ok(false);
-        }
-        if n == H2_PREFACE.len() {
-            return Ok(true);
-        }
-        // Part of the preface so far; peeking again at once would only see the same
-        // bytes, so give the rest a moment to arrive.
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
 }

@@ -19,6 +19,7 @@
 
 mod downstream;
 mod local;
+mod watch;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,12 +28,12 @@ use http::{Method, Uri, Version};
 
 pub use downstream::Downstream;
 pub use local::LocalReply;
+pub use watch::ResponseClock;
 
 use crate::config::Protocol;
-use crate::headers::{self, HeaderSource, Http1Lines, MapSink, RequestEdits};
+use crate::headers::{self, HeaderSource, HostEdit, Http1Lines, MapSink, RequestEdits};
 use crate::http1::Framing;
 use crate::routing::RequestView;
-use crate::snapshot::Route;
 use crate::state::Shared;
 use crate::telemetry::{LogFields, RequestMeta, RequestProtocol, RequestRecord, ResponseFlag};
 use crate::upstream::{
@@ -50,6 +51,10 @@ pub struct RequestHead<'a, H: ?Sized> {
     /// The authority the client asked for when it is not in a `host` field (HTTP/2's
     /// `:authority`, an absolute-form target's), with its port.
     pub authority: Option<&'a str>,
+    /// The authority came with an absolute-form target: it replaces `host`.
+    pub absolute_form: bool,
+    /// The body's one length, when the client gave one (HTTP/1.1: possibly repeated).
+    pub content_length: Option<u64>,
     /// What the route table matches on.
     pub view: RequestView<'a>,
     pub headers: &'a H,
@@ -57,8 +62,8 @@ pub struct RequestHead<'a, H: ?Sized> {
     /// How the client's body is framed, whatever its protocol: `Empty`, `Length` or
     /// `Chunked` (HTTP/2 bodies without a length count as chunked).
     pub body: Framing,
-    /// An HTTP/1.1 upgrade (WebSocket) request.
-    pub upgrade: bool,
+    /// The protocol an HTTP/1.1 upgrade request asks for (`websocket`).
+    pub upgrade: Option<&'a [u8]>,
     /// The client sent `expect: 100-continue`, which weir answers itself.
     pub expect_continue: bool,
     pub grpc: bool,
@@ -88,6 +93,13 @@ pub struct Exchange {
     /// The route's timeout: it covers the whole exchange, response body included
     /// (Envoy's route timeout).
     pub deadline: Option<tokio::time::Instant>,
+    /// The request is an upgrade weir tunnels (its protocol is among `upgrades`).
+    pub upgrade: bool,
+    /// Nothing moving on the request, either way, for this long ends it.
+    pub stream_idle: Option<std::time::Duration>,
+    /// The request's body must have arrived by then.
+    request_deadline: Option<tokio::time::Instant>,
+    start: tokio::time::Instant,
     upstream: UpstreamHead,
 }
 
@@ -111,11 +123,20 @@ pub fn prepare<H: HeaderSource + ?Sized>(
     req: &RequestHead<'_, H>,
     out: &mut Vec<u8>,
 ) -> Prepared {
-    let (route, access_log) = {
+    let (route, access_log, upgrade) = {
         let snapshot = shared.snapshot.load();
+        let upgrade = req.upgrade.is_some_and(|protocol| {
+            let name = protocol.split(|&b| b == b'/').next().unwrap_or(protocol);
+            snapshot
+                .config
+                .upgrades
+                .iter()
+                .any(|allowed| name.eq_ignore_ascii_case(allowed.as_bytes()))
+        });
         (
             snapshot.routes.find(&req.view).cloned(),
             snapshot.access_log,
+            upgrade,
         )
     };
     let meta = RequestMeta {
@@ -139,34 +160,67 @@ pub fn prepare<H: HeaderSource + ?Sized>(
         Some(route.name.clone()),
         log,
     );
-    let upstream = write_upstream_head(downstream, req, &route, &destination, out, &mut record);
+    let to_http2 = destination.protocol == Protocol::Http2;
+    let upgrade = upgrade && !to_http2;
+    let upstream = write_upstream_head(downstream, req, upgrade, &destination, out, &mut record);
+    let start = tokio::time::Instant::from_std(req.start);
+    let limits = &downstream.limits;
     Prepared::Forward(Exchange {
         record,
-        deadline: route
-            .timeout
-            .map(|t| tokio::time::Instant::from_std(req.start + t)),
+        deadline: route.timeout.map(|t| start + t),
+        upgrade,
+        stream_idle: limits.stream_idle_timeout,
+        request_deadline: limits.request_timeout.map(|t| start + t),
+        start,
         destination,
         upstream,
     })
+}
+
+/// weir's answer to a request it refuses before routing (a malformed head): counted
+/// under the `unknown` destination, like a request no route matched.
+pub fn refuse<H: ?Sized>(
+    shared: &Shared,
+    downstream: &Downstream,
+    req: &RequestHead<'_, H>,
+    reply: LocalReply,
+) -> (RequestRecord, LocalReply) {
+    let meta = RequestMeta {
+        start: req.start,
+        protocol: RequestProtocol::Http,
+        security: downstream.security,
+    };
+    let log = shared
+        .snapshot
+        .load()
+        .access_log
+        .then(|| log_fields(downstream, req));
+    let record = RequestRecord::start(meta, shared.stats.unknown(), None, log);
+    (record, reply)
 }
 
 /// The request line (or pseudo-headers) and the header fields the upstream receives.
 fn write_upstream_head<H: HeaderSource + ?Sized>(
     downstream: &Downstream,
     req: &RequestHead<'_, H>,
-    _route: &Route,
+    upgrade: bool,
     destination: &Destination,
     out: &mut Vec<u8>,
     record: &mut RequestRecord,
 ) -> UpstreamHead {
     let want_request_id = record.log_fields_mut().is_some();
     let to_http2 = destination.protocol == Protocol::Http2;
-    let upgrade = req.upgrade && !to_http2;
+    let host = match (req.authority, req.absolute_form) {
+        (Some(authority), true) => HostEdit::Replace(authority),
+        (Some(authority), false) => HostEdit::AddIfMissing(authority),
+        (None, _) => HostEdit::Keep,
+    };
     let mut edits = RequestEdits {
         forwarding: &downstream.forwarding,
         to_http2,
         join_cookies: req.http2 && !to_http2,
-        authority: req.authority,
+        host,
+        content_length: req.content_length,
         upgrade,
         expect_continue: req.expect_continue,
         chunked: !to_http2 && req.body == Framing::Chunked,
@@ -241,6 +295,14 @@ fn log_fields<H: ?Sized>(downstream: &Downstream, req: &RequestHead<'_, H>) -> B
 }
 
 impl Exchange {
+    /// The clocks the response streams under.
+    pub fn clock(&self) -> ResponseClock {
+        ResponseClock {
+            deadline: self.deadline,
+            idle: self.stream_idle,
+        }
+    }
+
     /// Phase two: forwards the request (head from phase one, HTTP/1.1 bytes in `head`)
     /// and returns the upstream's response once its head arrived. HTTP/1.1 response
     /// heads go to `sink` while still in the upstream's buffer.
@@ -268,8 +330,22 @@ impl Exchange {
                 head_request: false,
             },
         };
-        let response =
-            upstream::forward(&self.destination, outbound, body, sink, self.deadline).await?;
+        let progress = watch::Progress::new(self.start, body.is_empty());
+        let meter = body.meter().cloned();
+        let mut body = watch::Watched {
+            inner: body,
+            progress: &progress,
+        };
+        let forwarding =
+            upstream::forward(&self.destination, outbound, &mut body, sink, self.deadline);
+        let response = watch::watched(
+            forwarding,
+            &progress,
+            meter.as_deref(),
+            self.stream_idle,
+            self.request_deadline,
+        )
+        .await?;
         self.record.set_endpoint(response.endpoint().label.clone());
         Ok(response)
     }

@@ -66,6 +66,31 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
         format!("{:?}", new.drain_timeout),
     );
     check(
+        "request_header_timeout",
+        format!("{:?}", old.limits.request_header_timeout),
+        format!("{:?}", new.limits.request_header_timeout),
+    );
+    check(
+        "request_timeout",
+        format!("{:?}", old.limits.request_timeout),
+        format!("{:?}", new.limits.request_timeout),
+    );
+    check(
+        "stream_idle_timeout",
+        format!("{:?}", old.limits.stream_idle_timeout),
+        format!("{:?}", new.limits.stream_idle_timeout),
+    );
+    check(
+        "max_connections",
+        format!("{:?}", old.limits.max_connections),
+        format!("{:?}", new.limits.max_connections),
+    );
+    check(
+        "http2_max_concurrent_streams",
+        old.limits.http2_max_concurrent_streams.to_string(),
+        new.limits.http2_max_concurrent_streams.to_string(),
+    );
+    check(
         "telemetry",
         old.telemetry.to_string(),
         new.telemetry.to_string(),

@@ -65,13 +65,17 @@ impl DrainSignal {
     }
 }
 
-/// Timing settings of client connections, fixed for the life of the process.
+/// What client connections live by, fixed for the life of the process.
 #[derive(Debug, Clone, Copy)]
 pub struct ListenerSettings {
-    /// How long a client connection may sit idle: between HTTP/1.1 requests (and how
-    /// long a request's headers may take to arrive), or with no stream open on an
-    /// HTTP/2 connection.
+    /// How long a client connection may sit idle: between HTTP/1.1 requests, or with
+    /// no stream open on an HTTP/2 connection.
     pub idle_timeout: std::time::Duration,
     /// How long in-flight requests get to finish once a drain began.
     pub drain_timeout: std::time::Duration,
+    /// Timeouts and stream limits per request and connection.
+    pub limits: crate::config::Limits,
+    /// Client connections open at once (resolved from the file-descriptor limit when
+    /// the config does not say).
+    pub max_connections: usize,
 }

@@ -82,9 +82,12 @@ impl Server {
                 addr: config.admin,
                 source,
             })?;
+        let max_connections = max_connections(config.limits.max_connections);
         let settings = ListenerSettings {
             idle_timeout: config.idle_timeout,
             drain_timeout: config.drain_timeout,
+            limits: config.limits,
+            max_connections,
         };
         let (routes, destinations) = (config.routes.len(), config.destinations.len());
         let auth = AdminAuth {
@@ -147,6 +150,7 @@ impl Server {
             routes,
             destinations,
             tls = tls_mode,
+            max_connections,
             "weir is serving"
         );
         Ok(Server {
@@ -188,6 +192,39 @@ impl Server {
             let _ = admin.join();
         }
         tracing::info!("drained; exiting");
+    }
+}
+
+/// File descriptors kept out of the client connections' reach: the admin listener and
+/// its clients, config and certificate files, the log.
+const FD_RESERVE: u64 = 256;
+
+/// The client connection limit: as configured, or half of what the file-descriptor
+/// limit leaves after the reserve (a client connection may hold an upstream one). The
+/// soft limit is raised to the hard one first, as nginx's `worker_rlimit_nofile` does.
+fn max_connections(configured: Option<usize>) -> usize {
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the file-descriptor limit; assuming 1024");
+            1024
+        }
+    };
+    let derived = usize::try_from(limit.saturating_sub(FD_RESERVE) / 2)
+        .unwrap_or(usize::MAX)
+        .max(16);
+    match configured {
+        Some(n) => {
+            if n > derived {
+                tracing::warn!(
+                    max_connections = n,
+                    fd_limit = limit,
+                    "max_connections is above what the file-descriptor limit leaves room for; accept may fail with `Too many open files` before it is reached"
+                );
+            }
+            n
+        }
+        None => derived,
     }
 }
 

@@ -24,6 +24,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::config::duration;
+use crate::listener::{Detected, Prefixed};
 use crate::routing::random;
 
 /// A uniform latency range, written `5ms` or `2ms..8ms`.
@@ -126,9 +127,15 @@ pub async fn serve(listener: TcpListener, profile: Profile) {
         let prepared = prepared.clone();
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            let Ok(http2) = crate::listener::sniff_h2(&stream).await else {
-                return;
+            let mut stream = stream;
+            let patience = Duration::from_secs(120);
+            let detected = crate::listener::detect(&mut stream, patience, patience).await;
+            let (http2, prefix) = match detected {
+                Ok(Detected::Http1(prefix)) => (false, prefix),
+                Ok(Detected::Http2(prefix)) => (true, prefix),
+                _ => return,
             };
+            let stream = Prefixed::new(prefix, stream);
             let service = service_fn(move |req| {
                 let prepared = prepared.clone();
                 async move { Ok::<_, Infallible>(answer(&prepared, req).await) }

@@ -15,6 +15,6 @@ pub use exposition::{ExpositionContext, render_prometheus};
 pub use flags::ResponseFlag;
 pub use histogram::{ENVOY_BUCKETS, Histogram};
 pub use latency::LatencyWindow;
-pub use record::{LogFields, RequestMeta, RequestRecord};
+pub use record::{Activity, BodyMeter, LogFields, RequestMeta, RequestRecord};
 pub use series::{RequestProtocol, SecurityPolicy, SeriesKey};
 pub use stats::{DestinationStats, Outcome, ProxyStats, StatusClass, escape};

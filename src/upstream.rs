@@ -17,9 +17,11 @@ mod exchange;
 mod failure;
 mod h1;
 mod h2;
+mod limit;
 mod pool;
 mod raw_body;
 mod registry;
+mod select;
 mod source;
 
 use std::sync::Arc;
@@ -32,6 +34,7 @@ pub use connect::{ConnectError, UpstreamIo};
 pub use exchange::{Outbound, OutboundHead, Response, forward};
 pub use failure::Failure;
 pub use h1::{Buffered, RawResponse};
+pub use limit::InFlight;
 pub use raw_body::RawBody;
 pub use registry::EndpointRegistry;
 pub use source::{BodySource, ResponseSink, Trailers};
@@ -48,6 +51,7 @@ pub struct Destination {
     endpoints: Box<[Arc<Endpoint>]>,
     next: AtomicUsize,
     pub stats: Arc<DestinationStats>,
+    limiter: Arc<limit::Limiter>,
 }
 
 impl Destination {
@@ -55,47 +59,15 @@ impl Destination {
         &self.endpoints
     }
 
-    /// Round robin: the endpoint for the next request.
+    /// Round robin: where the next request starts looking.
     #[inline]
     fn next_endpoint(&self) -> usize {
         self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len()
     }
 
-    /// The endpoints one request tries: the next one by round robin, then, after a
-    /// connect failure, the one after it once (Envoy's `connect-failure` retry).
-    fn cursor(&self) -> EndpointCursor<'_> {
-        EndpointCursor {
-            index: self.next_endpoint(),
-            retry_left: self.endpoints.len() > 1,
-            destination: self,
-        }
-    }
-}
-
-/// Which endpoint of a destination a request is on; see [`Destination::cursor`].
-#[derive(Debug)]
-struct EndpointCursor<'a> {
-    destination: &'a Destination,
-    index: usize,
-    retry_left: bool,
-}
-
-impl<'a> EndpointCursor<'a> {
-    fn endpoint(&self) -> &'a Arc<Endpoint> {
-        &self.destination.endpoints[self.index]
-    }
-
-    /// Notes a connect failure on the current endpoint and moves to the next one when
-    /// the retry is left; false when the request has no endpoint left to try.
-    fn connect_failed(&mut self, error: &ConnectError) -> bool {
-        self.endpoint()
-            .note_connect_failure(&self.destination.name, error);
-        if !self.retry_left {
-            return false;
-        }
-        self.retry_left = false;
-        self.index = (self.index + 1) % self.destination.endpoints.len();
-        true
+    /// Requests refused at once because the in-flight requests and the queue were full.
+    pub fn overflows(&self) -> u64 {
+        self.limiter.overflows()
     }
 }
 
@@ -111,6 +83,7 @@ pub struct Endpoint {
     tls: Option<(Arc<ClientTls>, rustls_pki_types::ServerName<'static>)>,
     stats: Arc<DestinationStats>,
     pool: pool::Pool,
+    health: select::Health,
     /// Connect failures not yet logged, and when the last warning went out (seconds
     /// since start), so a dead endpoint at 10k req/s logs a line every few seconds.
     unlogged_failures: AtomicU64,

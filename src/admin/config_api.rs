@@ -17,6 +17,9 @@ use crate::state::{ReloadResult, Shared, SplitWriteError};
 
 /// Largest split body accepted: a split is a handful of names and numbers.
 const MAX_BODY: usize = 64 * 1024;
+/// How long a weights body may take to arrive: a client that declares a body and
+/// sends nothing must not hold the admin thread's attention.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// `GET /config`.
 pub fn config(shared: &Shared) -> AdminResponse {
@@ -141,12 +144,23 @@ pub fn get_split(shared: &Shared, route: &str) -> AdminResponse {
 
 /// `PUT /routes/{route}/split` with `{"release": 34, "baseline": 33, "canary": 33}`.
 pub async fn put_split(shared: &Shared, route: &str, body: Incoming) -> AdminResponse {
-    let bytes = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the body is larger than 64 KiB",
+        )
+    };
+    if http_body::Body::size_hint(&body).lower() > MAX_BODY as u64 {
+        return too_large();
+    }
+    let collecting = Limited::new(body, MAX_BODY).collect();
+    let bytes = match tokio::time::timeout(BODY_TIMEOUT, collecting).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(_)) => return too_large(),
         Err(_) => {
             return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "the body is larger than 64 KiB",
+                StatusCode::REQUEST_TIMEOUT,
+                "the body did not arrive within 10 seconds",
             );
         }
     };

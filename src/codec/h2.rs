@@ -21,9 +21,6 @@ use crate::runtime::{DrainSignal, ListenerSettings};
 use crate::state::Shared;
 use idle::OpenStreams;
 
-/// Streams a client may have open at once on one connection.
-const MAX_CONCURRENT_STREAMS: u32 = 1024;
-
 /// Serves HTTP/2 on `io` until the client is done, the connection idles out, or the
 /// drain ends it with a GOAWAY.
 pub(crate) async fn serve<I>(
@@ -50,14 +47,19 @@ pub(crate) async fn serve<I>(
     });
     let conn = http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
-        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_concurrent_streams(settings.limits.http2_max_concurrent_streams)
         .serve_connection(TokioIo::new(io), service);
     let mut conn = pin!(conn);
     let idle = settings.idle_timeout;
+    // The stall check: the activity count seen at the last check, and the next check.
+    let stall = settings.limits.stream_idle_timeout;
+    let mut seen = None;
+    let mut check_at = stall.map(|t| Instant::now() + t);
     let result = loop {
-        let recheck = streams
+        let idle_at = streams
             .idle_at(idle)
             .unwrap_or_else(|| Instant::now() + idle);
+        let recheck = check_at.map_or(idle_at, |at| at.min(idle_at));
         tokio::select! {
             result = conn.as_mut() => break result,
             () = drain.wait() => {
@@ -66,12 +68,24 @@ pub(crate) async fn serve<I>(
                 break conn.await;
             }
             () = tokio::time::sleep_until(recheck) => {
-                if streams.idle_at(idle).is_some_and(|at| Instant::now() >= at) {
-                    tracing::debug!(%peer, "HTTP/2 client connection idle; sending GOAWAY");
+                let now = Instant::now();
+                let idle = streams.idle_at(idle).is_some_and(|at| now >= at);
+                let mut stalled = false;
+                if let (Some(timeout), Some(at)) = (stall, check_at)
+                    && now >= at
+                {
+                    let activity = streams.activity();
+                    stalled = activity.is_some() && activity == seen;
+                    seen = activity;
+                    check_at = Some(now + timeout);
+                }
+                if idle || stalled {
+                    let why = if idle { "idle" } else { "stalled: no stream moved for the stream idle timeout" };
+                    tracing::debug!(%peer, why, "HTTP/2 client connection; sending GOAWAY");
                     conn.as_mut().graceful_shutdown();
                     match tokio::time::timeout(settings.drain_timeout, conn.as_mut()).await {
                         Ok(result) => break result,
-                        // A client that vanished never answers: close.
+                        // A client that vanished (or stalls) never answers: close.
                         Err(_) => break Ok(()),
                     }
                 }

@@ -27,6 +27,12 @@ pub struct RawConfig {
     pub latency_window: Option<Spanned<String>>,
     pub drain_timeout: Option<Spanned<String>>,
     pub idle_timeout: Option<Spanned<String>>,
+    pub request_header_timeout: Option<Spanned<String>>,
+    pub request_timeout: Option<Spanned<String>>,
+    pub stream_idle_timeout: Option<Spanned<String>>,
+    pub max_connections: Option<Spanned<usize>>,
+    pub http2_max_concurrent_streams: Option<Spanned<u32>>,
+    pub upgrades: Option<Spanned<Vec<Spanned<String>>>>,
     pub workers: Option<Spanned<usize>>,
     pub tls: Option<Spanned<RawServerTls>>,
     pub destinations: Option<Spanned<Entries<Spanned<RawDestination>>>>,
@@ -42,6 +48,16 @@ pub struct RawDestination {
     pub connect_timeout: Option<Spanned<String>>,
     pub labels: Option<Spanned<Entries<Spanned<String>>>>,
     pub tls: Option<Spanned<RawUpstreamTls>>,
+    pub connection_pool: Option<Spanned<RawConnectionPool>>,
+}
+
+/// A destination's limits: `connection_pool: { max_requests, max_pending_requests }`
+/// (Envoy's circuit breakers, Istio's `connectionPool`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConnectionPool {
+    pub max_requests: Option<Spanned<usize>>,
+    pub max_pending_requests: Option<Spanned<usize>>,
 }
 
 /// The listener's TLS: `tls: { cert, key, client_ca, mode }`.

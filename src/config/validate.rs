@@ -13,6 +13,7 @@ use super::{
     ServiceLabels, duration,
 };
 
+mod limits;
 mod routes;
 mod tls;
 
@@ -87,6 +88,8 @@ fn from_raw(raw: RawConfig, origin: &str) -> Result<Config, Vec<Issue>> {
         &mut issues,
     );
     let idle_timeout = opt_duration(raw.idle_timeout.as_ref(), DEFAULT_IDLE_TIMEOUT, &mut issues);
+    let limits = limits::limits(&raw, &mut issues);
+    let upgrades = limits::upgrades(&raw, &mut issues);
     if latency_window < Duration::from_secs(1) {
         let at = raw
             .latency_window
@@ -160,6 +163,8 @@ fn from_raw(raw: RawConfig, origin: &str) -> Result<Config, Vec<Issue>> {
         latency_window,
         drain_timeout,
         idle_timeout,
+        limits,
+        upgrades,
         workers,
         tls,
         destinations,
@@ -381,6 +386,7 @@ fn destination(
         DEFAULT_CONNECT_TIMEOUT,
         issues,
     );
+    let pool = limits::pool(name, dest.value.connection_pool.as_ref(), issues);
     let mut workload = format!("{}-{name}", labels.service);
     let mut version = name.to_owned();
     if let Some(l) = &dest.value.labels {
@@ -405,6 +411,7 @@ fn destination(
         workload,
         version,
         tls,
+        pool,
     }
 }
 

@@ -12,7 +12,8 @@ fn edits(fwd: &Forwarding) -> RequestEdits<'_> {
         forwarding: fwd,
         to_http2: false,
         join_cookies: false,
-        authority: None,
+        host: HostEdit::Keep,
+        content_length: None,
         upgrade: false,
         expect_continue: false,
         chunked: false,
@@ -102,19 +103,39 @@ fn keeps_te_trailers_and_a_given_request_id() {
 }
 
 #[test]
-fn host_from_the_authority_only_when_missing() {
+fn host_added_when_missing_or_replaced() {
     let fwd = fwd();
-    let with = RequestEdits {
-        authority: Some("shop.example:8080"),
+    let add = RequestEdits {
+        host: HostEdit::AddIfMissing("shop.example:8080"),
         ..edits(&fwd)
     };
-    let (text, _) = forward_lines(b"GET / HTTP/1.1\r\n\r\n", &with);
+    let (text, _) = forward_lines(b"GET / HTTP/1.1\r\n\r\n", &add);
     assert!(text.starts_with("host: shop.example:8080\r\n"), "{text}");
-    let (text, _) = forward_lines(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", &with);
+    let (text, _) = forward_lines(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", &add);
     assert!(
         text.starts_with("Host: a\r\n") && !text.contains("host:"),
         "{text}"
     );
+    let replace = RequestEdits {
+        host: HostEdit::Replace("shop.example"),
+        ..edits(&fwd)
+    };
+    let (text, _) = forward_lines(b"GET / HTTP/1.1\r\nHost: evil\r\n\r\n", &replace);
+    assert!(text.starts_with("host: shop.example\r\n"), "{text}");
+    assert!(!text.contains("evil"), "{text}");
+}
+
+#[test]
+fn one_canonical_content_length() {
+    let fwd = fwd();
+    let with = RequestEdits {
+        content_length: Some(5),
+        ..edits(&fwd)
+    };
+    let raw = b"POST / HTTP/1.1\r\nContent-Length: 5, 5\r\ncontent-length: 5\r\n\r\n";
+    let (text, _) = forward_lines(raw, &with);
+    assert_eq!(text.matches("ontent-length").count(), 1, "{text}");
+    assert!(text.contains("content-length: 5\r\n"), "{text}");
 }
 
 #[test]

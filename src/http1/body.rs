@@ -127,7 +127,7 @@ mod tests {
 
     fn buffer(bytes: &[u8]) -> Buffer {
         let mut buf = Buffer::with_capacity(bytes.len().max(1));
-        buf.fill_from(bytes);
+        buf.extend_from(bytes);
         buf
     }
 

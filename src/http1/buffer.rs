@@ -129,9 +129,8 @@ impl Buffer {
         }
     }
 
-    /// Appends `bytes` (tests fill buffers without a socket).
-    #[cfg(test)]
-    pub(crate) fn fill_from(&mut self, bytes: &[u8]) {
+    /// Appends `bytes` read elsewhere (the first bytes of a connection).
+    pub(crate) fn extend_from(&mut self, bytes: &[u8]) {
         let end = self.end + bytes.len();
         if self.data.len() < end {
             self.data.resize(end, 0);

@@ -6,7 +6,7 @@ use std::mem::MaybeUninit;
 
 use httparse::Header;
 
-use crate::headers::{Lines, Role, role, tokens};
+use crate::headers::{Lines, Role, role, tokens, trim_ows};
 
 /// The most header lines a message may carry (nginx and hyper allow about 100).
 pub(crate) const MAX_HEADERS: usize = 128;
@@ -46,6 +46,9 @@ pub(crate) enum HeadError {
     TooManyHeaders,
     #[error("{0}")]
     Invalid(&'static str),
+    /// A request weir understands but does not support (501).
+    #[error("{0}")]
+    NotImplemented(&'static str),
 }
 
 /// The facts all heads share, gathered in one pass over the header lines.
@@ -54,6 +57,12 @@ pub(crate) struct Facts<'b> {
     pub content_length: Option<u64>,
     /// `Some(true)` when `Transfer-Encoding` ends with `chunked`.
     pub chunked: Option<bool>,
+    /// Transfer codings named, over every `Transfer-Encoding` line.
+    pub transfer_codings: u8,
+    /// `Host` lines.
+    pub hosts: u8,
+    /// The first protocol an `Upgrade` header names (`websocket`).
+    pub upgrade: Option<&'b [u8]>,
     pub close: bool,
     pub keep_alive: bool,
     pub connection_upgrade: bool,
@@ -80,8 +89,12 @@ fn facts<'b>(headers: &[Header<'b>], roles: &mut [Role]) -> Result<Facts<'b>, He
                 f.content_length = Some(n);
             }
             Role::TransferEncoding => {
-                let last = tokens(h.value).last().unwrap_or(b"");
-                f.chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
+                for coding in tokens(h.value) {
+                    f.transfer_codings = f.transfer_codings.saturating_add(1);
+                    f.chunked = Some(coding.eq_ignore_ascii_case(b"chunked"));
+                }
+                // An empty value names no coding, but is no body length either.
+                f.chunked.get_or_insert(false);
             }
             Role::Connection => {
                 for token in tokens(h.value) {
@@ -96,9 +109,17 @@ fn facts<'b>(headers: &[Header<'b>], roles: &mut [Role]) -> Result<Facts<'b>, He
                     }
                 }
             }
-            Role::Upgrade => f.has_upgrade = true,
+            Role::Upgrade => {
+                f.has_upgrade = true;
+                f.upgrade = f.upgrade.or_else(|| tokens(h.value).next());
+            }
             Role::Expect => f.expect_continue = h.value.eq_ignore_ascii_case(b"100-continue"),
-            Role::Host if f.host.is_none() => f.host = std::str::from_utf8(h.value).ok(),
+            Role::Host => {
+                f.hosts = f.hosts.saturating_add(1);
+                if f.host.is_none() {
+                    f.host = std::str::from_utf8(h.value).ok();
+                }
+            }
             Role::ContentType => f.grpc = h.value.starts_with(b"application/grpc"),
             _ => {}
         }
@@ -110,7 +131,7 @@ fn facts<'b>(headers: &[Header<'b>], roles: &mut [Role]) -> Result<Facts<'b>, He
 fn content_length(value: &[u8]) -> Result<u64, HeadError> {
     let mut result = None;
     for part in value.split(|&b| b == b',') {
-        let part = part.trim_ascii();
+        let part = trim_ows(part);
         if part.is_empty() || part.len() > 18 || !part.iter().all(u8::is_ascii_digit) {
             return Err(HeadError::Invalid("invalid content-length"));
         }
@@ -191,7 +212,12 @@ pub(crate) fn parse_request<'h, 'b>(
                 "both content-length and transfer-encoding are present",
             ));
         }
-        (Some(true), None) if minor == 1 => Framing::Chunked,
+        (Some(true), None) if minor == 1 && f.transfer_codings == 1 => Framing::Chunked,
+        (Some(true), None) if minor == 1 => {
+            return Err(HeadError::NotImplemented(
+                "transfer codings other than chunked are not supported",
+            ));
+        }
         (Some(_), None) => {
             return Err(HeadError::Invalid(
                 "transfer-encoding must end with chunked (and needs HTTP/1.1)",
@@ -271,6 +297,13 @@ pub(crate) fn parse_response<'h, 'b>(
     let roles = &mut roles[..headers.len()];
     let f = facts(headers, roles)?;
     let roles: &'h [Role] = roles;
+    if f.transfer_codings > 1 || (f.transfer_codings == 1 && f.chunked != Some(true)) {
+        // Passed on, they would need the client to decode them, which HTTP/2 cannot
+        // ask for; decoding them here is not worth a body transform.
+        return Err(HeadError::Invalid(
+            "the upstream used a transfer coding other than chunked",
+        ));
+    }
     let framing = if head_request || status < 200 || status == 204 || status == 304 {
         Framing::Empty
     } else {

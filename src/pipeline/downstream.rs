@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use http::HeaderValue;
 
+use crate::config::Limits;
 use crate::headers::Forwarding;
 use crate::telemetry::SecurityPolicy;
 use crate::tls::TlsInfo;
@@ -14,17 +15,17 @@ use crate::tls::TlsInfo;
 pub struct Downstream {
     pub peer: SocketAddr,
     pub forwarding: Forwarding,
-    /// HTTP/2 connections drain with GOAWAY; HTTP/1.1 ones get `Connection: close`.
-    pub http2: bool,
     /// What the TLS handshake said; `None` for plaintext.
     pub tls: Option<TlsInfo>,
     /// Istio's `connection_security_policy`: `mutual_tls` when the client presented a
     /// verified certificate.
     pub security: SecurityPolicy,
+    /// The timeouts its requests live by.
+    pub limits: Limits,
 }
 
 impl Downstream {
-    pub fn new(peer: SocketAddr, tls: Option<TlsInfo>, http2: bool) -> Self {
+    pub fn new(peer: SocketAddr, tls: Option<TlsInfo>, limits: Limits) -> Self {
         let client_ip = HeaderValue::from_str(&peer.ip().to_string())
             .expect("an IP address is a valid header value");
         let security = match &tls {
@@ -37,9 +38,9 @@ impl Downstream {
                 client_ip,
                 proto: HeaderValue::from_static(if tls.is_some() { "https" } else { "http" }),
             },
-            http2,
             tls,
             security,
+            limits,
         }
     }
 

@@ -31,6 +31,11 @@ impl LocalReply {
             ResponseFlag::DownstreamConnectionTermination => {
                 (400, "client connection terminated (DC)\n")
             }
+            ResponseFlag::UpstreamOverflow => (
+                503,
+                "upstream overflow: the destination's requests in flight and its queue are full (UO)\n",
+            ),
+            ResponseFlag::StreamIdleTimeout => (408, "stream idle timeout (SI)\n"),
         };
         LocalReply {
             status,
@@ -45,6 +50,11 @@ impl LocalReply {
         match failure {
             Failure::ClientGone => None,
             Failure::ClientBody(_) => Some(Self::bad_request("malformed chunked request body\n")),
+            Failure::RequestTimeout => Some(LocalReply {
+                status: 408,
+                flag: None,
+                body: "request timeout: the request body did not arrive in time\n",
+            }),
             other => other.flag().map(Self::for_flag),
         }
     }

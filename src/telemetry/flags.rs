@@ -15,10 +15,14 @@ pub enum ResponseFlag {
     UpstreamConnectionTermination,
     /// The client went away before the response was complete (`DC`).
     DownstreamConnectionTermination,
+    /// The destination's requests in flight and its queue were full (`UO`).
+    UpstreamOverflow,
+    /// Nothing moved on the request, either way, for the stream idle timeout (`SI`).
+    StreamIdleTimeout,
 }
 
 impl ResponseFlag {
-    /// The Envoy short code: `NR`, `UF`, `UT`, `UC`, `DC`.
+    /// The Envoy short code: `NR`, `UF`, `UT`, `UC`, `DC`, `UO`, `SI`.
     pub fn code(self) -> &'static str {
         match self {
             ResponseFlag::NoRoute => "NR",
@@ -26,6 +30,8 @@ impl ResponseFlag {
             ResponseFlag::UpstreamTimeout => "UT",
             ResponseFlag::UpstreamConnectionTermination => "UC",
             ResponseFlag::DownstreamConnectionTermination => "DC",
+            ResponseFlag::UpstreamOverflow => "UO",
+            ResponseFlag::StreamIdleTimeout => "SI",
         }
     }
 }

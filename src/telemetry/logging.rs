@@ -11,12 +11,19 @@ pub enum LogFormat {
     Json,
 }
 
+/// What the HTTP libraries may log under `default_level`. h2 and hyper warn about what
+/// a peer does wrong, one line per frame: an HTTP/2 client sending unsolicited PING
+/// acknowledgements would write a line for each (20,000 lines from 340 KB), so a client
+/// could flood the log. weir reports what matters about a peer itself; `RUST_LOG` can
+/// still turn their lines on (`RUST_LOG=info,h2=debug`).
+const QUIET_LIBRARIES: &str = "h2=error,hyper=error";
+
 /// Installs the global subscriber. `RUST_LOG` overrides `default_level` (for example
 /// `RUST_LOG=weir=debug`). Lines are handed to a writer thread, so a slow terminal or
 /// log collector never blocks a worker; the returned guard flushes them on exit.
 pub fn init(format: LogFormat, default_level: &str) -> WorkerGuard {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default_level},{QUIET_LIBRARIES}")));
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(true)
         .buffered_lines_limit(8 * 1024)

@@ -28,6 +28,71 @@ pub struct LogFields {
     pub client_subject: Option<Arc<str>>,
 }
 
+/// Whether something moved on a connection: its streams count every frame they pass,
+/// and the connection tells a stalled client from a busy one by whether the count
+/// changed. A count, not a time: no clock is read per frame.
+#[derive(Debug, Default)]
+pub struct Activity {
+    moves: AtomicU64,
+}
+
+impl Activity {
+    #[inline]
+    pub fn moved(&self) {
+        self.moves.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn moves(&self) -> u64 {
+        self.moves.load(Ordering::Relaxed)
+    }
+}
+
+/// What a request body that streams on its own (handed to hyper's client) reports as
+/// it goes: bytes sent, how many times data moved, and whether it ended; and, when it
+/// has one, its connection's [`Activity`].
+#[derive(Debug, Default)]
+pub struct BodyMeter {
+    bytes: AtomicU64,
+    moves: AtomicU64,
+    ended: std::sync::atomic::AtomicBool,
+    activity: Option<Arc<Activity>>,
+}
+
+impl BodyMeter {
+    pub fn with_activity(activity: Arc<Activity>) -> Self {
+        BodyMeter {
+            activity: Some(activity),
+            ..Self::default()
+        }
+    }
+
+    pub fn moved(&self, bytes: usize) {
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.moves.fetch_add(1, Ordering::Relaxed);
+        if let Some(activity) = &self.activity {
+            activity.moved();
+        }
+    }
+
+    pub fn end(&self) {
+        self.ended.store(true, Ordering::Relaxed);
+        self.moves.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// A number that changes whenever data moves (or the body ends).
+    pub fn moves(&self) -> u64 {
+        self.moves.load(Ordering::Relaxed)
+    }
+
+    pub fn ended(&self) -> bool {
+        self.ended.load(Ordering::Relaxed)
+    }
+}
+
 /// What is known about a request before it is forwarded.
 #[derive(Debug, Clone, Copy)]
 pub struct RequestMeta {
@@ -45,8 +110,8 @@ pub struct RequestRecord {
     endpoint: Option<Arc<str>>,
     status: u16,
     flag: Option<ResponseFlag>,
-    /// Counted by a request body that streams on its own (a body handed to hyper).
-    request_counter: Option<Arc<AtomicU64>>,
+    /// Counted by a request body that streams on its own.
+    request_meter: Option<Arc<BodyMeter>>,
     /// Counted directly by whoever copies the request body.
     request_bytes: u64,
     response_bytes: u64,
@@ -83,7 +148,7 @@ impl RequestRecord {
             endpoint: None,
             status: 0,
             flag: None,
-            request_counter: None,
+            request_meter: None,
             request_bytes: 0,
             response_bytes: 0,
             log,
@@ -100,9 +165,9 @@ impl RequestRecord {
         self.endpoint = Some(endpoint);
     }
 
-    /// A counter the request body adds its bytes to as it streams on its own.
-    pub fn set_request_counter(&mut self, counter: Arc<AtomicU64>) {
-        self.request_counter = Some(counter);
+    /// The meter the request body reports its bytes to as it streams.
+    pub fn set_request_meter(&mut self, meter: Arc<BodyMeter>) {
+        self.request_meter = Some(meter);
     }
 
     pub fn add_request_bytes(&mut self, n: u64) {
@@ -164,10 +229,7 @@ impl Drop for RequestRecord {
             flag: self.flag,
             duration: self.meta.start.elapsed(),
             request_bytes: self.request_bytes
-                + self
-                    .request_counter
-                    .as_ref()
-                    .map_or(0, |c| c.load(Ordering::Relaxed)),
+                + self.request_meter.as_ref().map_or(0, |m| m.bytes()),
             response_bytes: self.response_bytes,
             protocol: self.meta.protocol,
             grpc_status: self.grpc_status,

@@ -169,6 +169,8 @@ pub struct ProxyStats {
     window: Duration,
     downstream_active: AtomicI64,
     downstream_total: AtomicU64,
+    /// Connections closed at accept because `max_connections` were open.
+    downstream_overflow: AtomicU64,
     /// By their rendered label set: a reload that changes a destination's labels starts
     /// new series, and the old ones keep their final values (counters never go back).
     destinations: Mutex<HashMap<String, Arc<DestinationStats>>>,
@@ -185,6 +187,7 @@ impl ProxyStats {
             window,
             downstream_active: AtomicI64::new(0),
             downstream_total: AtomicU64::new(0),
+            downstream_overflow: AtomicU64::new(0),
             destinations: Mutex::new(HashMap::new()),
             unknown: ArcSwap::from_pointee(DestinationStats::new(
                 "unknown",
@@ -255,6 +258,23 @@ impl ProxyStats {
     pub fn connection_opened(&self) {
         self.downstream_active.fetch_add(1, Ordering::Relaxed);
         self.downstream_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection closed at accept: `max_connections` were open.
+    pub fn connection_overflowed(&self) {
+        let n = self.downstream_overflow.fetch_add(1, Ordering::Relaxed);
+        // One line per thousand, not per connection: an overload must not also flood
+        // the log.
+        if n.is_multiple_of(1000) {
+            tracing::warn!(
+                overflowed = n + 1,
+                "client connection refused: max_connections are open"
+            );
+        }
+    }
+
+    pub fn downstream_overflow(&self) -> u64 {
+        self.downstream_overflow.load(Ordering::Relaxed)
     }
 
     pub fn connection_closed(&self) {

@@ -3,7 +3,6 @@
 //! stream.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
@@ -11,6 +10,8 @@ use bytes::Bytes;
 use http::{HeaderMap, Request};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+
+use crate::telemetry::BodyMeter;
 use tokio::sync::mpsc;
 
 /// One piece of a body handed over a channel by a source hyper cannot read itself.
@@ -37,7 +38,7 @@ pub enum RequestBodyError {
 #[derive(Debug)]
 pub struct RequestBody {
     inner: Inner,
-    counted: Option<Arc<AtomicU64>>,
+    meter: Option<Arc<BodyMeter>>,
 }
 
 #[derive(Debug)]
@@ -58,11 +59,11 @@ enum Inner {
 }
 
 impl RequestBody {
-    /// `counted` receives the number of body bytes sent so far.
-    pub fn new(inner: Incoming, counted: Option<Arc<AtomicU64>>) -> Self {
+    /// `meter` receives the body bytes as they are sent, and the body's end.
+    pub fn new(inner: Incoming, meter: Option<Arc<BodyMeter>>) -> Self {
         RequestBody {
             inner: Inner::Hyper(inner),
-            counted,
+            meter,
         }
     }
 
@@ -70,14 +71,14 @@ impl RequestBody {
     pub(super) fn channel(rx: mpsc::Receiver<BodyChunk>) -> Self {
         RequestBody {
             inner: Inner::Channel { rx, ended: false },
-            counted: None,
+            meter: None,
         }
     }
 
     pub fn empty() -> Self {
         RequestBody {
             inner: Inner::Empty,
-            counted: None,
+            meter: None,
         }
     }
 }
@@ -100,10 +101,15 @@ impl Body for RequestBody {
             } => lock(tap).poll_frame(cx, next, trailers_sent),
             Inner::Hyper(inner) => {
                 let polled = Pin::new(inner).poll_frame(cx);
-                if let (Poll::Ready(Some(Ok(frame))), Some(counted)) = (&polled, &this.counted)
-                    && let Some(data) = frame.data_ref()
-                {
-                    counted.fetch_add(data.len() as u64, Ordering::Relaxed);
+                if let Some(meter) = &this.meter {
+                    match &polled {
+                        Poll::Ready(Some(Ok(frame))) => match frame.data_ref() {
+                            Some(data) => meter.moved(data.len()),
+                            None => meter.end(),
+                        },
+                        Poll::Ready(None) => meter.end(),
+                        _ => {}
+                    }
                 }
                 polled.map(|f| f.map(|r| r.map_err(RequestBodyError::Downstream)))
             }
@@ -229,7 +235,7 @@ impl Tap {
                 next: 0,
                 trailers_sent: false,
             },
-            counted: None,
+            meter: None,
         }
     }
 

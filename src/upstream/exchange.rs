@@ -22,6 +22,8 @@ use tokio::time::Instant;
 
 use super::body::{BodyChunk, Replay, RequestBody};
 use super::h1::{self, RawResponse, ResponseStart};
+use super::limit::InFlight;
+use super::select::EndpointCursor;
 use super::source::{BodySource, ResponseSink, Trailers};
 use super::{Destination, Endpoint, Failure};
 use crate::config::Protocol;
@@ -55,14 +57,16 @@ pub enum OutboundHead<'a> {
 #[derive(Debug)]
 pub enum Response {
     /// From an HTTP/1.1 upstream: the head went to the sink; the body is read from the
-    /// connection.
+    /// connection (and holds the request's place in the destination's limit).
     Http1 {
         start: ResponseStart,
         body: RawResponse,
     },
+    /// From an HTTP/2 upstream: the request's place goes with the body.
     Http2 {
         response: http::Response<Incoming>,
         endpoint: Arc<Endpoint>,
+        in_flight: InFlight,
     },
 }
 
@@ -76,8 +80,8 @@ impl Response {
 }
 
 /// Forwards a request to `destination` and returns its response once the head arrived,
-/// or why there is none. `deadline` bounds everything until then (the caller keeps it
-/// for the body).
+/// or why there is none. `deadline` bounds everything until then, a wait for a place
+/// in the destination's limit included (the caller keeps it for the body).
 pub async fn forward<B: BodySource, S: ResponseSink>(
     destination: &Destination,
     outbound: Outbound<'_>,
@@ -85,7 +89,10 @@ pub async fn forward<B: BodySource, S: ResponseSink>(
     sink: &mut S,
     deadline: Option<Instant>,
 ) -> Result<Response, Failure> {
-    let forwarding = attempts(destination, outbound, body, sink);
+    let forwarding = async {
+        let in_flight = destination.limiter.enter().await?;
+        attempts(destination, outbound, body, sink, in_flight).await
+    };
     match deadline {
         None => forwarding.await,
         Some(at) => tokio::time::timeout_at(at, forwarding)
@@ -100,6 +107,7 @@ async fn attempts<B: BodySource, S: ResponseSink>(
     outbound: Outbound<'_>,
     body: &mut B,
     sink: &mut S,
+    in_flight: InFlight,
 ) -> Result<Response, Failure> {
     debug_assert_eq!(
         matches!(outbound.head, OutboundHead::Http2(_)),
@@ -118,9 +126,10 @@ async fn attempts<B: BodySource, S: ResponseSink>(
         },
         OutboundHead::Http2(parts) => Head::Http2(Box::new(H2Request::new(*parts, body))),
     };
-    let mut cursor = destination.cursor();
+    let mut cursor = EndpointCursor::new(destination).ok_or(Failure::Unavailable)?;
     let mut retries = 0;
     let mut fresh = false;
+    let mut in_flight = Some(in_flight);
     loop {
         let endpoint = cursor.endpoint();
         let result = match &mut head {
@@ -135,7 +144,20 @@ async fn attempts<B: BodySource, S: ResponseSink>(
             Head::Http2(request) => attempt_h2(endpoint, request, body).await,
         };
         match result {
-            Ok(response) => return Ok(response),
+            Ok(answer) => {
+                let place = in_flight.take().expect("a response is returned once");
+                return Ok(match answer {
+                    Answer::Http1 { start, mut body } => {
+                        body.hold_place(place);
+                        Response::Http1 { start, body }
+                    }
+                    Answer::Http2(response) => Response::Http2 {
+                        response,
+                        endpoint: endpoint.clone(),
+                        in_flight: place,
+                    },
+                });
+            }
             Err(Failure::Connect(error)) => {
                 if !cursor.connect_failed(&error) {
                     return Err(Failure::Connect(error));
@@ -152,6 +174,15 @@ async fn attempts<B: BodySource, S: ResponseSink>(
             }
         }
     }
+}
+
+/// What one try brought back.
+enum Answer {
+    Http1 {
+        start: ResponseStart,
+        body: RawResponse,
+    },
+    Http2(http::Response<Incoming>),
 }
 
 enum Head<'a> {
@@ -173,12 +204,12 @@ async fn attempt_h1<B: BodySource, S: ResponseSink>(
     head_request: bool,
     body: &mut B,
     sink: &mut S,
-) -> Result<Response, Failure> {
+) -> Result<Answer, Failure> {
     let mut conn = endpoint.checkout_raw(fresh).await?;
     match h1::send(&mut conn, head, framing, head_request, body, sink).await {
         Ok(start) => {
             let body = RawResponse::new(endpoint.clone(), conn, &start);
-            Ok(Response::Http1 { start, body })
+            Ok(Answer::Http1 { start, body })
         }
         Err(Failure::Stale) if !(conn.reused() && body.is_empty()) => Err(Failure::Upstream(
             "the upstream closed the connection before answering".into(),
@@ -221,7 +252,7 @@ async fn attempt_h2<B: BodySource>(
     endpoint: &Arc<Endpoint>,
     request: &mut H2Request,
     body: &mut B,
-) -> Result<Response, Failure> {
+) -> Result<Answer, Failure> {
     let sender = endpoint.h2_sender().await?;
     let req = match request.first.take() {
         Some(first) => first,
@@ -232,14 +263,10 @@ async fn attempt_h2<B: BodySource>(
         })?,
     };
     let sending = endpoint.send_h2(sender, req);
-    let response = tokio::select! {
-        response = sending => response?,
-        failure = client_side(&mut request.pump, body) => return Err(failure),
-    };
-    Ok(Response::Http2 {
-        response,
-        endpoint: endpoint.clone(),
-    })
+    tokio::select! {
+        response = sending => Ok(Answer::Http2(response?)),
+        failure = client_side(&mut request.pump, body) => Err(failure),
+    }
 }
 
 /// The client's side of an HTTP/2 exchange while the response is awaited: its body

@@ -11,9 +11,21 @@ pub enum Failure {
     /// No endpoint could be connected to (after the retry on the next endpoint).
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    /// Every endpoint of the destination is backing off after connect failures.
+    #[error("every endpoint of the destination is backing off after connect failures")]
+    Unavailable,
+    /// The destination's requests in flight and its queue were full.
+    #[error("the destination's requests in flight and its queue are full")]
+    Overflow,
     /// The route's timeout expired first.
     #[error("the route's timeout expired before the upstream answered")]
     Timeout,
+    /// Nothing moved on the request for the stream idle timeout.
+    #[error("nothing moved on the request for the stream idle timeout")]
+    StreamIdle,
+    /// The request's body did not arrive within the request timeout.
+    #[error("the request body did not arrive within the request timeout")]
+    RequestTimeout,
     /// A pooled HTTP/1.1 connection turned out closed before any byte of an answer: the
     /// upstream closed it as it was taken, so the request was not processed.
     #[error("the upstream closed the pooled connection before answering")]
@@ -38,13 +50,15 @@ impl Failure {
     /// client's fault and answered 400.
     pub fn flag(&self) -> Option<ResponseFlag> {
         Some(match self {
-            Failure::Connect(_) => ResponseFlag::UpstreamConnectFailure,
+            Failure::Connect(_) | Failure::Unavailable => ResponseFlag::UpstreamConnectFailure,
+            Failure::Overflow => ResponseFlag::UpstreamOverflow,
             Failure::Timeout => ResponseFlag::UpstreamTimeout,
+            Failure::StreamIdle => ResponseFlag::StreamIdleTimeout,
             Failure::Stale | Failure::Refused(_) | Failure::Upstream(_) => {
                 ResponseFlag::UpstreamConnectionTermination
             }
             Failure::ClientGone => ResponseFlag::DownstreamConnectionTermination,
-            Failure::ClientBody(_) => return None,
+            Failure::ClientBody(_) | Failure::RequestTimeout => return None,
         })
     }
 

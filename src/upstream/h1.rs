@@ -16,6 +16,7 @@ use std::task::{Context, Poll, Waker};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::limit::InFlight;
 use super::source::{BodySource, ResponseSink, Trailers};
 use super::{ConnGuard, Endpoint, Failure, UpstreamIo};
 use crate::http1::{self, BodyState, Buffer, Framing, MAX_HEAD, chunk_header};
@@ -328,6 +329,8 @@ pub struct RawResponse {
     state: BodyState,
     reusable: bool,
     trailers: Option<Vec<u8>>,
+    /// The request's place in the destination's limit, given back at the body's end.
+    in_flight: Option<InFlight>,
 }
 
 impl RawResponse {
@@ -344,6 +347,7 @@ impl RawResponse {
             },
             reusable: start.reusable && !upgraded,
             trailers: None,
+            in_flight: None,
         };
         if body.state.is_done() {
             body.finish();
@@ -353,6 +357,13 @@ impl RawResponse {
 
     pub fn endpoint(&self) -> &Arc<Endpoint> {
         &self.endpoint
+    }
+
+    /// Keeps the request's place in the destination's limit until the body ends.
+    pub(super) fn hold_place(&mut self, place: InFlight) {
+        if !self.is_end() {
+            self.in_flight = Some(place);
+        }
     }
 
     /// True once the whole body was read and handed out, trailers included.
@@ -462,6 +473,7 @@ impl RawResponse {
     /// The body ended: the connection goes back to the pool when the upstream keeps it
     /// open and sent nothing beyond the response.
     fn finish(&mut self) {
+        self.in_flight = None;
         if let Some(conn) = self.conn.take()
             && self.reusable
             && conn.buf.is_empty()

@@ -108,6 +108,7 @@ impl Endpoint {
     /// Opens a new HTTP/2 connection and starts its driver task.
     async fn open_h2(&self) -> Result<http2::SendRequest<RequestBody>, ConnectError> {
         let stream = self.connect().await?;
+        self.health.connected();
         let (tx, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
             .handshake(TokioIo::new(stream))

@@ -101,6 +101,7 @@ impl Endpoint {
         // Boxed: connecting (a TLS handshake included) is a large future, and inline it
         // would make every request's future that large, moved on every spawn.
         let io = Box::pin(self.connect()).await?;
+        self.health.connected();
         Ok(RawConn::new(io, self))
     }
 

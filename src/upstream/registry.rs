@@ -6,8 +6,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use super::{Destination, Endpoint, pool};
-use crate::config::{DestinationConfig, EndpointAddr, Protocol};
+use super::limit::Limiter;
+use super::{Destination, Endpoint, pool, select};
+use crate::config::{DestinationConfig, EndpointAddr, PoolLimits, Protocol};
 use crate::telemetry::DestinationStats;
 use crate::tls::{ClientTls, ClientTlsSettings, TlsError};
 
@@ -30,6 +31,9 @@ pub struct EndpointRegistry {
     endpoints: Mutex<HashMap<EndpointKey, Weak<Endpoint>>>,
     /// One state per distinct settings, shared by every endpoint that uses them.
     tls: Mutex<HashMap<ClientTlsSettings, Weak<ClientTls>>>,
+    /// Each destination's in-flight limit, by name and limits, so a reload does not
+    /// reset it.
+    limiters: Mutex<HashMap<(String, PoolLimits), Weak<Limiter>>>,
 }
 
 impl EndpointRegistry {
@@ -38,6 +42,7 @@ impl EndpointRegistry {
             workers,
             endpoints: Mutex::new(HashMap::new()),
             tls: Mutex::new(HashMap::new()),
+            limiters: Mutex::new(HashMap::new()),
         }
     }
 
@@ -84,19 +89,38 @@ impl EndpointRegistry {
                 tls,
                 stats: stats.clone(),
                 pool: pool::Pool::new(self.workers),
+                health: select::Health::default(),
                 unlogged_failures: AtomicU64::new(0),
                 last_warning: AtomicU64::new(0),
             });
             map.insert(key, Arc::downgrade(&endpoint));
             endpoints.push(endpoint);
         }
+        drop(map);
         Ok(Arc::new(Destination {
             name: config.name.as_str().into(),
             protocol: config.protocol,
             endpoints: endpoints.into(),
             next: AtomicUsize::new(0),
             stats,
+            limiter: self.limiter(&config.name, config.pool),
         }))
+    }
+
+    /// The destination's in-flight limit, the live one when it has one.
+    fn limiter(&self, destination: &str, limits: PoolLimits) -> Arc<Limiter> {
+        let mut map = self.limiters.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, weak| weak.strong_count() > 0);
+        let key = (destination.to_owned(), limits);
+        if let Some(live) = map.get(&key).and_then(Weak::upgrade) {
+            return live;
+        }
+        let limiter = Arc::new(Limiter::new(
+            limits.max_requests,
+            limits.max_pending_requests,
+        ));
+        map.insert(key, Arc::downgrade(&limiter));
+        limiter
     }
 
     /// The live TLS state for `settings`, or a new one loaded from its files. A live

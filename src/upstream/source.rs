@@ -6,11 +6,14 @@
 
 use std::task::{Context, Poll};
 
+use std::sync::Arc;
+
 use http::HeaderMap;
 
 use super::{Failure, RequestBody};
 use crate::headers::{HeaderSink, MapSink};
 use crate::http1::ResponseHead;
+use crate::telemetry::BodyMeter;
 
 /// Trailer fields at the end of a body, as the side that read them has them.
 #[derive(Debug)]
@@ -78,6 +81,11 @@ pub trait BodySource {
     /// itself up (an HTTP/2 client's body); else the caller feeds hyper from
     /// `poll_data`.
     fn take_hyper(&mut self) -> Option<RequestBody> {
+        None
+    }
+
+    /// The meter a body that streams on its own reports to (see `take_hyper`).
+    fn meter(&self) -> Option<&Arc<BodyMeter>> {
         None
     }
 }

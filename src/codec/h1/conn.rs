@@ -4,10 +4,11 @@
 
 use std::pin::pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::{Uri, Version};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 
 use super::respond::ConnectionHeader;
 use crate::http1::{self, Buffer, Framing, HeadError, MAX_HEAD};
@@ -52,11 +53,8 @@ impl RequestInfo {
     }
 }
 
-enum Parsed {
-    Partial,
-    Reject(u16, &'static str),
-    Request(RequestInfo, Prepared),
-}
+/// Why a request head is refused: the status and the reason, and the connection closes.
+type Rejected = (u16, &'static str);
 
 /// A client connection and the buffers its requests reuse.
 pub(super) struct ClientConn<I> {
@@ -75,6 +73,7 @@ pub(super) struct ClientConn<I> {
 /// drain ends it.
 pub(crate) async fn serve<I>(
     io: I,
+    prefix: &[u8],
     downstream: Arc<Downstream>,
     shared: Arc<Shared>,
     mut drain: DrainSignal,
@@ -82,9 +81,11 @@ pub(crate) async fn serve<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin,
 {
+    let mut rbuf = Buffer::new();
+    rbuf.extend_from(prefix);
     let mut c = ClientConn {
         io,
-        rbuf: Buffer::new(),
+        rbuf,
         head: Vec::with_capacity(1024),
         wbuf: Vec::with_capacity(1024),
         downstream,
@@ -93,24 +94,30 @@ pub(crate) async fn serve<I>(
     let mut drained = pin!(drain.wait());
     let mut draining = false;
     let grace = DRAIN_GRACE.min(settings.drain_timeout / 2);
+    let header_timeout = settings.limits.request_header_timeout;
     let mut timer = pin!(tokio::time::sleep(settings.idle_timeout));
     'requests: loop {
-        // The idle timeout also bounds how long a request head may take to arrive;
-        // once draining, an idle connection only gets the grace.
-        let wait = if draining {
-            grace
-        } else {
-            settings.idle_timeout
-        };
-        timer.as_mut().reset(tokio::time::Instant::now() + wait);
+        // Until a request's first byte the idle timeout runs (once draining, only the
+        // grace); from it, the request-header timeout. The timer is set for the
+        // earlier of the two and moved on (later, which costs nothing) when it fires
+        // early, so a request costs no timer re-registration.
+        let now = Instant::now();
+        let mut idle_end = now
+            + if draining {
+                grace
+            } else {
+                settings.idle_timeout
+            };
+        let mut head_start = (!c.rbuf.is_empty()).then_some(now);
+        timer.as_mut().reset(idle_end.min(now + header_timeout));
         let (req, prepared) = loop {
             match c.prepare() {
-                Parsed::Request(req, prepared) => break (req, prepared),
-                Parsed::Reject(status, why) => {
+                Ok(Some(request)) => break request,
+                Err((status, why)) => {
                     c.reject(status, why).await;
                     break 'requests;
                 }
-                Parsed::Partial => {}
+                Ok(None) => {}
             }
             if c.rbuf.is_full(MAX_HEAD) {
                 c.reject(431, "request header fields too large").await;
@@ -120,16 +127,30 @@ pub(crate) async fn serve<I>(
                 biased;
                 read = c.rbuf.read_from(&mut c.io, MAX_HEAD) => match read {
                     Ok(0) | Err(_) => break 'requests,
-                    Ok(_) => {}
+                    Ok(_) => {
+                        head_start.get_or_insert_with(Instant::now);
+                    }
                 },
                 () = &mut drained, if !draining => {
                     draining = true;
                     if c.rbuf.is_empty() {
-                        let end = timer.deadline().min(tokio::time::Instant::now() + grace);
+                        idle_end = idle_end.min(Instant::now() + grace);
+                        let end = timer.deadline().min(idle_end);
                         timer.as_mut().reset(end);
                     }
                 }
-                () = &mut timer => break 'requests,
+                () = &mut timer => {
+                    let now = Instant::now();
+                    match head_start {
+                        Some(start) if now >= start + header_timeout => {
+                            c.reject(408, "request header timeout").await;
+                            break 'requests;
+                        }
+                        Some(start) => timer.as_mut().reset(start + header_timeout),
+                        None if now >= idle_end => break 'requests,
+                        None => timer.as_mut().reset(idle_end),
+                    }
+                }
             }
         };
         let next = match prepared {
@@ -149,25 +170,42 @@ pub(crate) async fn serve<I>(
 impl<I: AsyncRead + AsyncWrite + Unpin> ClientConn<I> {
     /// Parses the buffered request head and hands it to the pipeline, which routes it
     /// and writes the upstream head.
-    fn prepare(&mut self) -> Parsed {
+    /// `None` while the head is not all here yet.
+    fn prepare(&mut self) -> Result<Option<(RequestInfo, Prepared)>, Rejected> {
         let mut storage = http1::header_storage();
         let head = match http1::parse_request(self.rbuf.filled(), &mut storage) {
             Ok(Some(head)) => head,
-            Ok(None) => return Parsed::Partial,
+            Ok(None) => return Ok(None),
             Err(HeadError::TooManyHeaders) => {
-                return Parsed::Reject(431, "too many request header lines");
+                return Err((431, "too many request header lines"));
             }
-            Err(HeadError::Invalid(why)) => return Parsed::Reject(400, why),
+            Err(HeadError::Invalid(why)) => return Err((400, why)),
+            Err(HeadError::NotImplemented(why)) => return Err((501, why)),
         };
         if head.method == "CONNECT" {
-            return Parsed::Reject(405, "CONNECT is not supported");
+            return Err((405, "CONNECT is not supported"));
         }
-        let start = Instant::now();
-        // An absolute-form target (`GET http://host/path`) goes upstream in origin
-        // form, its authority as `host` when the client sent none.
-        let absolute = (!head.target.starts_with('/') && head.target != "*")
-            .then(|| Uri::try_from(head.target).ok())
-            .flatten();
+        let start = std::time::Instant::now();
+        // The request target (RFC 9112 §3.2): origin form, or absolute form, whose
+        // authority then replaces `host` upstream; `*` only for OPTIONS.
+        let absolute =
+            if head.target.starts_with('/') || (head.target == "*" && head.method == "OPTIONS") {
+                None
+            } else {
+                match Uri::try_from(head.target) {
+                    Ok(uri) if uri.scheme().is_some() && uri.authority().is_some() => Some(uri),
+                    _ => return Err((400, "invalid request target")),
+                }
+            };
+        // An HTTP/1.1 request names its host once (RFC 9112 §3.2).
+        if head.minor == 1 && head.facts.hosts != 1 {
+            let why = if head.facts.hosts == 0 {
+                "missing host header"
+            } else {
+                "more than one host header"
+            };
+            return Err((400, why));
+        }
         let (target, path, query) = match &absolute {
             Some(uri) => {
                 let target = uri.path_and_query().map_or("/", |p| p.as_str());
@@ -183,10 +221,10 @@ impl<I: AsyncRead + AsyncWrite + Unpin> ClientConn<I> {
             .and_then(Uri::host)
             .or(head.facts.host.map(strip_port))
             .unwrap_or("");
-        let info = RequestInfo {
+        let mut info = RequestInfo {
             framing: head.framing,
             keep_alive: head.keep_alive,
-            upgrade: head.upgrade,
+            upgrade: false,
             head_request: head.method == "HEAD",
             minor: head.minor,
             expect_continue: head.facts.expect_continue,
@@ -201,6 +239,8 @@ impl<I: AsyncRead + AsyncWrite + Unpin> ClientConn<I> {
                 .as_ref()
                 .and_then(Uri::authority)
                 .map(|a| a.as_str()),
+            absolute_form: absolute.is_some(),
+            content_length: head.facts.content_length,
             view: RequestView {
                 host,
                 path,
@@ -215,13 +255,16 @@ impl<I: AsyncRead + AsyncWrite + Unpin> ClientConn<I> {
                 Version::HTTP_11
             },
             body: head.framing,
-            upgrade: head.upgrade,
+            upgrade: head.facts.upgrade.filter(|_| head.upgrade),
             expect_continue: head.facts.expect_continue,
             grpc: head.facts.grpc,
             http2: false,
         };
         let prepared = pipeline::prepare(&self.shared, &self.downstream, &request, &mut self.head);
+        if let Prepared::Forward(exchange) = &prepared {
+            info.upgrade = exchange.upgrade;
+        }
         self.rbuf.consume(head.len);
-        Parsed::Request(info, prepared)
+        Ok(Some((info, prepared)))
     }
 }

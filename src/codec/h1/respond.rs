@@ -2,10 +2,7 @@
 //! writing what comes back (an upstream's response head through the header policy, or
 //! one of weir's own answers), with the `connection` handling HTTP/1.1 needs.
 
-use std::future::Future;
-
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::time::Instant;
 
 use super::conn::{ClientConn, Next, RequestInfo};
 use super::source::ClientBody;
@@ -115,7 +112,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> ClientConn<I> {
         let (open, grpc_status) = (sink.open, sink.grpc_status);
         let (sent, state) = (body.sent, body.state);
         exchange.record.add_request_bytes(sent);
-        let deadline = exchange.deadline;
+        let clock = exchange.clock();
         let mut record = exchange.record;
         match result {
             Err(failure) => self.fail(&req, record, state, failure).await,
@@ -133,16 +130,23 @@ impl<I: AsyncRead + AsyncWrite + Unpin> ClientConn<I> {
                     }
                     return self.tunnel(body, record).await;
                 }
-                let streamed = self.stream_raw(&req, start.framing, body, deadline, record);
+                let streamed = self.stream_raw(&req, start.framing, body, clock, record);
                 match streamed.await {
                     true if open => Next::KeepAlive,
                     _ => Next::Close,
                 }
             }
-            Ok(Response::Http2 { response, .. }) => {
+            Ok(Response::Http2 {
+                response,
+                in_flight,
+                ..
+            }) => {
                 let body_sent = state.is_done();
-                self.stream_hyper(&req, response, body_sent, deadline, record)
-                    .await
+                let next = self
+                    .stream_hyper(&req, response, body_sent, clock, record)
+                    .await;
+                drop(in_flight);
+                next
             }
         }
     }
@@ -262,14 +266,6 @@ fn local_fields(
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(connection.line());
     out.extend_from_slice(b"\r\n");
-}
-
-/// Runs `f` to completion, or until `deadline` (`None` when it passed first).
-pub(super) async fn with_deadline<F: Future>(deadline: Option<Instant>, f: F) -> Option<F::Output> {
-    match deadline {
-        None => Some(f.await),
-        Some(at) => tokio::time::timeout_at(at, f).await.ok(),
-    }
 }
 
 #[cfg(test)]

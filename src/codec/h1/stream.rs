@@ -10,12 +10,12 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::time::Instant;
 
 use super::conn::{ClientConn, Next, RequestInfo};
-use super::respond::{ConnectionHeader, with_deadline};
+use super::respond::ConnectionHeader;
 use crate::headers::{self, Http1Lines, ResponseEdits};
 use crate::http1::{Framing, chunk_header, status_line};
+use crate::pipeline::ResponseClock;
 use crate::telemetry::{RequestRecord, ResponseFlag};
 use crate::upstream::{Buffered, RawResponse, Trailers};
 
@@ -62,7 +62,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> ClientConn<I> {
         req: &RequestInfo,
         framing: Framing,
         mut body: RawResponse,
-        deadline: Option<Instant>,
+        clock: ResponseClock,
         record: RequestRecord,
     ) -> bool {
         // An HTTP/1.0 client cannot read chunked framing: it gets the data, and the
@@ -85,30 +85,30 @@ impl<I: AsyncRead + AsyncWrite + Unpin> ClientConn<I> {
                         sent += n as u64;
                         if out == Out::Plain && self.wbuf.is_empty() && n >= GATHER / 4 {
                             // Large data goes out straight from the upstream's buffer.
-                            write(&mut self.io, data, deadline).await?;
+                            write(&mut self.io, data, clock).await?;
                         } else {
                             out.data(&mut self.wbuf, data);
                         }
                         body.advance(n);
                         if self.wbuf.len() >= GATHER {
-                            write(&mut self.io, &self.wbuf, deadline).await?;
+                            write(&mut self.io, &self.wbuf, clock).await?;
                             self.wbuf.clear();
                         }
                     }
                     Buffered::End => {
                         out.end(&mut self.wbuf, body.take_trailers().as_ref());
                         finish(&mut record, sent);
-                        write(&mut self.io, &self.wbuf, deadline).await?;
+                        write(&mut self.io, &self.wbuf, clock).await?;
                         return Ok(());
                     }
                     Buffered::Empty => {
                         if !self.wbuf.is_empty() {
-                            write(&mut self.io, &self.wbuf, deadline).await?;
+                            write(&mut self.io, &self.wbuf, clock).await?;
                             self.wbuf.clear();
                         }
-                        with_deadline(deadline, poll_fn(|cx| body.poll_read(cx)))
-                            .await
-                            .ok_or(ResponseFlag::UpstreamTimeout)?
+                        clock
+                            .run(poll_fn(|cx| body.poll_read(cx)))
+                            .await?
                             .map_err(|_| ResponseFlag::UpstreamConnectionTermination)?;
                     }
                 }
@@ -126,7 +126,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> ClientConn<I> {
         req: &RequestInfo,
         response: http::Response<Incoming>,
         body_sent: bool,
-        deadline: Option<Instant>,
+        clock: ResponseClock,
         mut record: RequestRecord,
     ) -> Next {
         let (parts, mut incoming) = response.into_parts();
@@ -169,9 +169,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> ClientConn<I> {
         let mut sent = 0u64;
         let result: Result<(), ResponseFlag> = async {
             loop {
-                let frame = with_deadline(deadline, incoming.frame())
-                    .await
-                    .ok_or(ResponseFlag::UpstreamTimeout)?;
+                let frame = clock.run(incoming.frame()).await?;
                 let frame = match frame {
                     None => None,
                     Some(Ok(frame)) => Some(frame),
@@ -190,7 +188,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> ClientConn<I> {
                     None => {
                         out.end(&mut self.wbuf, None);
                         finish(&mut record, sent);
-                        write(&mut self.io, &self.wbuf, deadline).await?;
+                        write(&mut self.io, &self.wbuf, clock).await?;
                         return Ok(());
                     }
                 };
@@ -200,10 +198,10 @@ impl<I: AsyncRead + AsyncWrite + Unpin> ClientConn<I> {
                     }
                     out.end(&mut self.wbuf, Some(&Trailers::Map(trailers)));
                     finish(&mut record, sent);
-                    write(&mut self.io, &self.wbuf, deadline).await?;
+                    write(&mut self.io, &self.wbuf, clock).await?;
                     return Ok(());
                 }
-                write(&mut self.io, &self.wbuf, deadline).await?;
+                write(&mut self.io, &self.wbuf, clock).await?;
                 self.wbuf.clear();
             }
         }
@@ -240,15 +238,14 @@ fn fail(record: &mut Option<RequestRecord>, sent: u64, result: Result<(), Respon
     result.is_ok()
 }
 
-/// Writes to the client within the deadline.
+/// Writes to the client before a clock runs out.
 async fn write<W: AsyncWrite + Unpin>(
     io: &mut W,
     bytes: &[u8],
-    deadline: Option<Instant>,
+    clock: ResponseClock,
 ) -> Result<(), ResponseFlag> {
-    match with_deadline(deadline, io.write_all(bytes)).await {
-        None => Err(ResponseFlag::UpstreamTimeout),
-        Some(Ok(())) => Ok(()),
-        Some(Err(_)) => Err(ResponseFlag::DownstreamConnectionTermination),
-    }
+    clock
+        .run(io.write_all(bytes))
+        .await?
+        .map_err(|_| ResponseFlag::DownstreamConnectionTermination)
 }

@@ -1,8 +1,9 @@
 //! The response body an HTTP/2 client gets: an upstream's (HTTP/1.1 from a raw
 //! connection, or hyper's HTTP/2), or weir's own short one. It carries the request's
 //! record, counted when the body ends (or when hyper drops it because the client went
-//! away), the route's deadline, which keeps running while the body streams, and the
-//! stream's place in the connection's idle accounting.
+//! away); its clocks (the route's deadline, and the stream idle timeout, which starts
+//! again with every frame); its place in the destination's limit; and the stream's
+//! place in the connection's accounting.
 
 use std::fmt;
 use std::future::Future;
@@ -15,15 +16,22 @@ use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 use super::idle::StreamGuard;
+use crate::pipeline::ResponseClock;
 use crate::telemetry::{RequestRecord, ResponseFlag};
-use crate::upstream::RawBody;
+use crate::upstream::{InFlight, RawBody};
 
 /// See the module doc.
 pub(super) struct ResponseBody {
     kind: Kind,
     record: Option<RequestRecord>,
-    deadline: Option<Pin<Box<Sleep>>>,
-    _stream: StreamGuard,
+    clock: ResponseClock,
+    /// When the last frame went by.
+    last_move: Instant,
+    /// Armed only once the body has to wait for its upstream: most bodies are done
+    /// within the poll that delivers their head.
+    timer: Option<Pin<Box<Sleep>>>,
+    _in_flight: Option<InFlight>,
+    stream: StreamGuard,
 }
 
 enum Kind {
@@ -43,8 +51,8 @@ pub(super) enum BodyError {
     Upstream(#[source] hyper::Error),
     #[error("upstream response body failed: {0}")]
     UpstreamIo(#[source] std::io::Error),
-    #[error("the route's timeout expired while the response body was streaming")]
-    Timeout,
+    #[error("the response body stopped: {0}")]
+    Timeout(&'static str),
 }
 
 impl fmt::Debug for ResponseBody {
@@ -62,50 +70,66 @@ impl ResponseBody {
         ResponseBody {
             kind: Kind::Local(Some(bytes)),
             record: None,
-            deadline: None,
-            _stream: stream,
+            clock: ResponseClock {
+                deadline: None,
+                idle: None,
+            },
+            last_move: Instant::now(),
+            timer: None,
+            _in_flight: None,
+            stream,
         }
     }
 
+    /// hyper's HTTP/2 client's body, which holds the request's place in the
+    /// destination's limit until it ends.
     pub(super) fn hyper(
         inner: Incoming,
+        in_flight: InFlight,
         record: RequestRecord,
-        deadline: Option<Instant>,
+        clock: ResponseClock,
         stream: StreamGuard,
     ) -> Self {
         let done = inner.is_end_stream();
-        Self::streaming(Kind::Hyper(inner), done, record, deadline, stream)
+        let mut body = Self::streaming(Kind::Hyper(inner), record, clock, stream);
+        body._in_flight = Some(in_flight);
+        body.finish_if(done)
     }
 
     pub(super) fn raw(
         inner: RawBody,
         record: RequestRecord,
-        deadline: Option<Instant>,
+        clock: ResponseClock,
         stream: StreamGuard,
     ) -> Self {
         let done = inner.is_end_stream();
-        Self::streaming(Kind::Raw(inner), done, record, deadline, stream)
+        Self::streaming(Kind::Raw(inner), record, clock, stream).finish_if(done)
     }
 
     fn streaming(
         kind: Kind,
-        done: bool,
         record: RequestRecord,
-        deadline: Option<Instant>,
+        clock: ResponseClock,
         stream: StreamGuard,
     ) -> Self {
-        let mut body = ResponseBody {
+        ResponseBody {
             kind,
             record: Some(record),
-            deadline: deadline.map(|at| Box::pin(tokio::time::sleep_until(at))),
-            _stream: stream,
-        };
+            clock,
+            last_move: Instant::now(),
+            timer: None,
+            _in_flight: None,
+            stream,
+        }
+    }
+
+    fn finish_if(mut self, done: bool) -> Self {
         // hyper never polls a body that is already at its end (204, HEAD, empty
         // content), so the record is counted now.
         if done {
-            body.complete();
+            self.complete();
         }
-        body
+        self
     }
 
     fn count(&mut self, n: usize) {
@@ -114,10 +138,29 @@ impl ResponseBody {
         }
     }
 
-    /// The body ended cleanly: the record is counted.
+    /// The body ended cleanly: the record is counted, the place given back.
     fn complete(&mut self) {
-        self.deadline = None;
+        self.timer = None;
         self.record = None;
+        self._in_flight = None;
+    }
+
+    /// After the inner body said it must wait: arms the clock that runs out first;
+    /// the flag it ends the response with when it already ran out.
+    fn clock_ran_out(&mut self, cx: &mut Context<'_>) -> Option<ResponseFlag> {
+        if self.timer.is_none() {
+            // Frames before the first wait did not note their time: the body was
+            // moving until now.
+            self.last_move = Instant::now();
+        }
+        let (at, flag) = self.clock.next(self.last_move)?;
+        let timer = self
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        if timer.deadline() != at {
+            timer.as_mut().reset(at);
+        }
+        timer.as_mut().poll(cx).is_ready().then_some(flag)
     }
 
     fn fail(&mut self, flag: ResponseFlag) {
@@ -137,12 +180,6 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
-        if let Some(d) = &mut this.deadline
-            && d.as_mut().poll(cx).is_ready()
-        {
-            this.fail(ResponseFlag::UpstreamTimeout);
-            return Poll::Ready(Some(Err(BodyError::Timeout)));
-        }
         let (polled, at_end) = match &mut this.kind {
             Kind::Local(bytes) => return Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Hyper(inner) => {
@@ -157,12 +194,26 @@ impl Body for ResponseBody {
             }
         };
         match polled {
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => match this.clock_ran_out(cx) {
+                None => Poll::Pending,
+                Some(flag) => {
+                    this.fail(flag);
+                    let why = match flag {
+                        ResponseFlag::StreamIdleTimeout => "stream idle timeout",
+                        _ => "the route's timeout expired",
+                    };
+                    Poll::Ready(Some(Err(BodyError::Timeout(why))))
+                }
+            },
             Poll::Ready(None) => {
                 this.complete();
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Ok(frame))) => {
+                this.stream.activity().moved();
+                if this.clock.idle.is_some() && this.timer.is_some() {
+                    this.last_move = Instant::now();
+                }
                 if let Some(data) = frame.data_ref() {
                     this.count(data.len());
                 } else if let (Some(trailers), Some(r)) =

@@ -4,7 +4,6 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -12,6 +11,7 @@ use http::HeaderMap;
 use http_body::Body;
 use hyper::body::Incoming;
 
+use crate::telemetry::BodyMeter;
 use crate::upstream::{BodySource, Failure, RequestBody, Trailers};
 
 pub(super) struct StreamBody {
@@ -23,13 +23,13 @@ pub(super) struct StreamBody {
     offset: usize,
     trailers: Option<HeaderMap>,
     ended: bool,
-    /// Body bytes sent, shared with the request's record.
-    counted: Option<Arc<AtomicU64>>,
+    /// Body bytes sent and the body's end, shared with the request's record.
+    meter: Option<Arc<BodyMeter>>,
 }
 
 impl StreamBody {
-    /// `counted` receives the number of body bytes sent (`None` for a body-less request).
-    pub(super) fn new(incoming: Incoming, counted: Option<Arc<AtomicU64>>) -> Self {
+    /// `meter` receives the body bytes sent (`None` for a body-less request).
+    pub(super) fn new(incoming: Incoming, meter: Option<Arc<BodyMeter>>) -> Self {
         StreamBody {
             empty: incoming.is_end_stream(),
             incoming: Some(incoming),
@@ -37,7 +37,7 @@ impl StreamBody {
             offset: 0,
             trailers: None,
             ended: false,
-            counted,
+            meter,
         }
     }
 }
@@ -81,8 +81,8 @@ impl BodySource for StreamBody {
 
     fn advance(&mut self, n: usize) {
         self.offset += n;
-        if let Some(counted) = &self.counted {
-            counted.fetch_add(n as u64, Ordering::Relaxed);
+        if let Some(meter) = &self.meter {
+            meter.moved(n);
         }
     }
 
@@ -97,6 +97,10 @@ impl BodySource for StreamBody {
 
     fn take_hyper(&mut self) -> Option<RequestBody> {
         let incoming = self.incoming.take()?;
-        Some(RequestBody::new(incoming, self.counted.clone()))
+        Some(RequestBody::new(incoming, self.meter.clone()))
+    }
+
+    fn meter(&self) -> Option<&Arc<BodyMeter>> {
+        self.meter.as_ref()
     }
 }

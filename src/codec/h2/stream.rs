@@ -3,7 +3,6 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -19,7 +18,7 @@ use crate::http1::{Framing, ResponseHead};
 use crate::pipeline::{self, Downstream, LocalReply, Prepared, RequestHead};
 use crate::routing::{RequestHeaders, RequestView, strip_port};
 use crate::state::Shared;
-use crate::telemetry::RequestRecord;
+use crate::telemetry::{BodyMeter, RequestRecord};
 use crate::upstream::{Failure, RawBody, Response as Upstream, ResponseSink};
 
 /// Serves one stream. Never fails: every problem becomes a response with a flag.
@@ -60,6 +59,8 @@ pub(super) async fn serve(
         method: parts.method.as_str(),
         target: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
         authority,
+        absolute_form: false,
+        content_length: None,
         view: RequestView {
             host,
             path: parts.uri.path(),
@@ -70,28 +71,37 @@ pub(super) async fn serve(
         headers: &parts.headers,
         version: parts.version,
         body: framing,
-        upgrade: false,
+        upgrade: None,
         expect_continue: false,
         grpc,
         http2: true,
     };
+    // `host` beside `:authority` must name the same (RFC 9113 §8.3.1): what is routed is
+    // what is forwarded.
+    if let (Some(authority), Some(host)) = (authority, parts.headers.get(header::HOST))
+        && !host.as_bytes().eq_ignore_ascii_case(authority.as_bytes())
+    {
+        let reply = LocalReply::bad_request("the host header and :authority disagree\n");
+        let (record, reply) = pipeline::refuse(&shared, &downstream, &head, reply);
+        return Ok(local(reply, record, stream));
+    }
     let mut upstream_head = Vec::with_capacity(512);
     let mut exchange = match pipeline::prepare(&shared, &downstream, &head, &mut upstream_head) {
         Prepared::Local(record, reply) => return Ok(local(reply, record, stream)),
         Prepared::Forward(exchange) => exchange,
     };
     drop(parts);
-    let counted = (framing != Framing::Empty).then(|| {
-        let counter = Arc::new(AtomicU64::new(0));
-        exchange.record.set_request_counter(counter.clone());
-        counter
+    let meter = (framing != Framing::Empty).then(|| {
+        let meter = Arc::new(BodyMeter::with_activity(stream.activity().clone()));
+        exchange.record.set_request_meter(meter.clone());
+        meter
     });
-    let mut source = StreamBody::new(body, counted);
+    let mut source = StreamBody::new(body, meter);
     let mut sink = PartsSink(None);
     let forwarded = exchange
         .forward(&mut upstream_head, &mut source, &mut sink)
         .await;
-    let deadline = exchange.deadline;
+    let clock = exchange.clock();
     let mut record = exchange.record;
     let response = match forwarded {
         Ok(response) => response,
@@ -109,10 +119,14 @@ pub(super) async fn serve(
                 // A trailers-only gRPC response carries its status in the headers.
                 record.observe_grpc_headers(&parts.headers);
             }
-            let body = ResponseBody::raw(RawBody::new(body), record, deadline, stream);
+            let body = ResponseBody::raw(RawBody::new(body), record, clock, stream);
             Response::from_parts(parts, body)
         }
-        Upstream::Http2 { response, .. } => {
+        Upstream::Http2 {
+            response,
+            in_flight,
+            ..
+        } => {
             let (upstream_parts, incoming) = response.into_parts();
             let mut parts = Response::new(()).into_parts().0;
             parts.status = upstream_parts.status;
@@ -126,7 +140,7 @@ pub(super) async fn serve(
             if grpc {
                 record.observe_grpc_headers(&parts.headers);
             }
-            let body = ResponseBody::hyper(incoming, record, deadline, stream);
+            let body = ResponseBody::hyper(incoming, in_flight, record, clock, stream);
             Response::from_parts(parts, body)
         }
     })
