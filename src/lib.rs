@@ -6,6 +6,8 @@
 //!
 //! - [`server`], [`runtime`]: starting, worker threads, the drain signal, background
 //!   jobs, shutdown;
+//! - [`canary`]: the canary judge (Kayenta's statistics) and the rollout that drives
+//!   weirs through their admin API and promotes or rolls back;
 //! - [`listener`]: accepts client connections, tells TLS, h2c and HTTP/1.1 apart;
 //! - `codec`: the client side's HTTP/1.1 (weir's own) and HTTP/2 (hyper) codecs;
 //! - [`pipeline`]: the request path in the middle, the same for both: route, plan,
@@ -23,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 pub(crate) mod admin;
+pub mod canary;
 mod civil;
 mod codec;
 pub mod config;
