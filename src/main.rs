@@ -65,6 +65,17 @@ enum Command {
         #[arg(long)]
         workers: Option<usize>,
     },
+    /// Judge canary against baseline samples as Kayenta does: exit 0 pass, 3 marginal,
+    /// 1 fail, 2 bad input.
+    Judge {
+        /// The samples: a JSON file with `groups`, `thresholds` and `metrics`.
+        #[arg(long)]
+        samples: PathBuf,
+        /// Also write the judgement as JSON to this file (`-` for stdout, which then
+        /// gets only the JSON; the table goes to stderr).
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Run weir on an embedded config with three synthetic upstreams and a client load.
     Demo {
         #[arg(long, default_value = weir::config::DEFAULT_LISTEN)]
@@ -126,6 +137,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             };
             upstream(listen, profile, workers)
         }
+        Command::Judge { samples, json } => Ok(judge(&samples, json.as_deref())),
         Command::Demo {
             listen,
             admin,
@@ -143,6 +155,45 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `weir judge`: exit 0 pass, 3 marginal, 1 fail, 2 bad input.
+fn judge(samples: &std::path::Path, json: Option<&std::path::Path>) -> ExitCode {
+    use weir::canary::judge;
+    const BAD_INPUT: u8 = 2;
+    let text = match std::fs::read_to_string(samples) {
+        Ok(t) => t,
+        Err(error) => {
+            eprintln!("weir judge: {}: cannot read it: {error}", samples.display());
+            return ExitCode::from(BAD_INPUT);
+        }
+    };
+    let input = match judge::input::parse(&text) {
+        Ok(i) => i,
+        Err(error) => {
+            eprintln!("weir judge: {}:{error}", samples.display());
+            return ExitCode::from(BAD_INPUT);
+        }
+    };
+    let judgement = judge::judge(&input);
+    let table = judgement.table();
+    match json {
+        Some(path) if path.as_os_str() == "-" => {
+            eprint!("{table}");
+            println!("{:#}", judgement.to_json());
+        }
+        Some(path) => {
+            print!("{table}");
+            let mut body = format!("{:#}", judgement.to_json());
+            body.push('\n');
+            if let Err(error) = std::fs::write(path, body) {
+                eprintln!("weir judge: {}: cannot write it: {error}", path.display());
+                return ExitCode::from(BAD_INPUT);
+            }
+        }
+        None => print!("{table}"),
+    }
+    ExitCode::from(judgement.score.verdict.exit_code())
 }
 
 fn check(path: &std::path::Path) -> ExitCode {

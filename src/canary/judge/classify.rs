@@ -107,7 +107,11 @@ fn summary(v: &[f64]) -> Summary {
 /// Kayenta's effect size: canary mean over baseline mean, NaN if either is 0.
 fn mean_ratio(canary: &[f64], baseline: &[f64]) -> f64 {
     let (c, b) = (mean(canary), mean(baseline));
-    if c == 0.0 || b == 0.0 { f64::NAN } else { c / b }
+    if c == 0.0 || b == 0.0 {
+        f64::NAN
+    } else {
+        c / b
+    }
 }
 
 /// Kayenta's IQR detector: keeps values inside
@@ -121,7 +125,10 @@ fn remove_outliers(values: Vec<f64>, k: f64) -> Vec<f64> {
     let iqr = q3 - q1;
     let lo = percentile(&s, 0.01).min(q1 - k * iqr);
     let hi = percentile(&s, 0.99).max(q3 + k * iqr);
-    values.into_iter().filter(|v| *v >= lo && *v <= hi).collect()
+    values
+        .into_iter()
+        .filter(|v| *v >= lo && *v <= hi)
+        .collect()
 }
 
 /// A small deterministic generator (SplitMix64), so the jitter Kayenta adds to constant
@@ -279,7 +286,10 @@ fn samples(m: &MetricInput, canary: &[f64], baseline: &[f64]) -> MetricResult {
     let prepare = |v: &[f64]| -> Vec<f64> {
         let kept: Vec<f64> = match s.nan_strategy {
             NanStrategy::Remove => v.iter().copied().filter(|x| !x.is_nan()).collect(),
-            NanStrategy::Replace => v.iter().map(|x| if x.is_nan() { 0.0 } else { *x }).collect(),
+            NanStrategy::Replace => v
+                .iter()
+                .map(|x| if x.is_nan() { 0.0 } else { *x })
+                .collect(),
         };
         match s.outlier_factor {
             Some(k) => remove_outliers(kept, k),
@@ -328,7 +338,8 @@ fn samples(m: &MetricInput, canary: &[f64], baseline: &[f64]) -> MetricResult {
         Ok(t) => t,
         Err(e) => return error(r, s, e),
     };
-    (r.lower, r.upper, r.estimate, r.p_value) = (test.lower, test.upper, test.estimate, test.p_value);
+    (r.lower, r.upper, r.estimate, r.p_value) =
+        (test.lower, test.upper, test.estimate, test.p_value);
     let effect = match s.effect {
         EffectMeasure::MeanRatio => r.deviation,
         EffectMeasure::Cles => {
@@ -431,8 +442,16 @@ fn samples(m: &MetricInput, canary: &[f64], baseline: &[f64]) -> MetricResult {
 
 fn error(r: MetricResult, s: &MetricSettings, e: mann_whitney::MannWhitneyError) -> MetricResult {
     let critical = s.critical;
-    let suffix = if critical { " (a critical metric: a critical failure)" } else { "" };
-    r.decide(Classification::Error, critical, format!("cannot judge: {e}{suffix}"))
+    let suffix = if critical {
+        " (a critical metric: a critical failure)"
+    } else {
+        ""
+    };
+    r.decide(
+        Classification::Error,
+        critical,
+        format!("cannot judge: {e}{suffix}"),
+    )
 }
 
 fn rate(c: Counts) -> f64 {
@@ -464,7 +483,11 @@ fn proportions(m: &MetricInput, canary: Counts, baseline: Counts) -> MetricResul
     }
     let (p1, p2) = (rate(canary), rate(baseline));
     let diff = p1 - p2;
-    r.deviation = if p1 == 0.0 || p2 == 0.0 { f64::NAN } else { p1 / p2 };
+    r.deviation = if p1 == 0.0 || p2 == 0.0 {
+        f64::NAN
+    } else {
+        p1 / p2
+    };
     r.estimate = diff;
     r.effect.value = diff;
     if let Some((lo, hi)) = fisher::difference_interval(
@@ -541,7 +564,10 @@ fn proportions(m: &MetricInput, canary: Counts, baseline: Counts) -> MetricResul
             fmt(s.min_difference)
         )
     } else {
-        format!("the rate moved the way direction {} allows", s.direction.as_str())
+        format!(
+            "the rate moved the way direction {} allows",
+            s.direction.as_str()
+        )
     };
     r.decide(Classification::Pass, false, format!("{rates}; {why}"))
 }

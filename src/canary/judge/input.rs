@@ -4,8 +4,8 @@
 
 use serde_json::{Map, Value};
 
-use super::settings::{MetricSettings, Test};
 use super::InputError;
+use super::settings::{MetricSettings, Test};
 
 /// Pass and marginal thresholds on the total score.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -25,8 +25,14 @@ pub struct Counts {
 #[derive(Debug, Clone, PartialEq)]
 pub enum MetricData {
     /// Points per interval; NaN is a missing point.
-    Samples { canary: Vec<f64>, baseline: Vec<f64> },
-    Proportions { canary: Counts, baseline: Counts },
+    Samples {
+        canary: Vec<f64>,
+        baseline: Vec<f64>,
+    },
+    Proportions {
+        canary: Counts,
+        baseline: Counts,
+    },
 }
 
 /// One metric to judge.
@@ -77,7 +83,9 @@ pub fn groups_from(v: Option<&Value>, path: &str) -> Result<Vec<(String, f64)>, 
         let weight = w
             .as_f64()
             .filter(|w| (0.0..=100.0).contains(w))
-            .ok_or_else(|| InputError::at(format!("{path}.{name}"), "expected a weight from 0 to 100"))?;
+            .ok_or_else(|| {
+                InputError::at(format!("{path}.{name}"), "expected a weight from 0 to 100")
+            })?;
         groups.push((name.clone(), weight));
     }
     let sum: f64 = groups.iter().map(|(_, w)| w).sum();
@@ -103,24 +111,37 @@ pub fn thresholds_from(v: Option<&Value>, path: &str) -> Result<Thresholds, Inpu
                 *slot = x
                     .as_f64()
                     .filter(|x| (0.0..=100.0).contains(x))
-                    .ok_or_else(|| InputError::at(format!("{path}.{key}"), "expected a score from 0 to 100"))?;
+                    .ok_or_else(|| {
+                        InputError::at(format!("{path}.{key}"), "expected a score from 0 to 100")
+                    })?;
             }
         }
     }
     if t.marginal > t.pass {
         return Err(InputError::at(
             format!("{path}.marginal"),
-            format!("the marginal threshold {} is above the pass threshold {}", t.marginal, t.pass),
+            format!(
+                "the marginal threshold {} is above the pass threshold {}",
+                t.marginal, t.pass
+            ),
         ));
     }
     Ok(t)
 }
 
 fn samples(v: Option<&Value>, path: &str) -> Result<Vec<f64>, InputError> {
-    let v = v.ok_or_else(|| InputError::at(path, "missing: expected a list of numbers (null for a missing point)"))?;
-    let list = v
-        .as_array()
-        .ok_or_else(|| InputError::at(path, "expected a list of numbers (null for a missing point)"))?;
+    let v = v.ok_or_else(|| {
+        InputError::at(
+            path,
+            "missing: expected a list of numbers (null for a missing point)",
+        )
+    })?;
+    let list = v.as_array().ok_or_else(|| {
+        InputError::at(
+            path,
+            "expected a list of numbers (null for a missing point)",
+        )
+    })?;
     list.iter()
         .enumerate()
         .map(|(i, x)| match x {
@@ -128,7 +149,10 @@ fn samples(v: Option<&Value>, path: &str) -> Result<Vec<f64>, InputError> {
             Value::Number(n) => n
                 .as_f64()
                 .ok_or_else(|| InputError::at(format!("{path}[{i}]"), "not a number")),
-            _ => Err(InputError::at(format!("{path}[{i}]"), "expected a number or null")),
+            _ => Err(InputError::at(
+                format!("{path}[{i}]"),
+                "expected a number or null",
+            )),
         })
         .collect()
 }
@@ -140,10 +164,15 @@ fn count(obj: &Map<String, Value>, path: &str, key: &str) -> Result<u64, InputEr
 }
 
 fn counts(v: Option<&Value>, path: &str) -> Result<Counts, InputError> {
-    let v = v.ok_or_else(|| InputError::at(path, "missing: expected {\"successes\": N, \"total\": N}"))?;
-    let obj = v
-        .as_object()
-        .ok_or_else(|| InputError::at(path, "expected {\"successes\": N, \"total\": N} for the proportions test"))?;
+    let v = v.ok_or_else(|| {
+        InputError::at(path, "missing: expected {\"successes\": N, \"total\": N}")
+    })?;
+    let obj = v.as_object().ok_or_else(|| {
+        InputError::at(
+            path,
+            "expected {\"successes\": N, \"total\": N} for the proportions test",
+        )
+    })?;
     let c = Counts {
         successes: count(obj, path, "successes")?,
         total: count(obj, path, "total")?,
@@ -160,7 +189,10 @@ fn counts(v: Option<&Value>, path: &str) -> Result<Counts, InputError> {
 fn text(obj: &Map<String, Value>, path: &str, key: &str) -> Result<String, InputError> {
     match obj.get(key) {
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
-        Some(_) => Err(InputError::at(format!("{path}.{key}"), "expected a non-empty string")),
+        Some(_) => Err(InputError::at(
+            format!("{path}.{key}"),
+            "expected a non-empty string",
+        )),
         None => Err(InputError::at(format!("{path}.{key}"), "missing")),
     }
 }
@@ -184,7 +216,10 @@ pub fn from_value(v: &Value) -> Result<JudgeInput, InputError> {
         let obj = object(m, &path)?;
         let name = text(obj, &path, "name")?;
         if metrics.iter().any(|x: &MetricInput| x.name == name) {
-            return Err(InputError::at(format!("{path}.name"), format!("`{name}` is named twice")));
+            return Err(InputError::at(
+                format!("{path}.name"),
+                format!("`{name}` is named twice"),
+            ));
         }
         let group = match obj.get("group") {
             None => "default".to_owned(),
@@ -237,16 +272,25 @@ mod tests {
             MetricData::Samples { baseline, .. } => assert!(baseline[2].is_nan()),
             other => panic!("{other:?}"),
         }
-        assert_eq!(input.groups, vec![("istio".into(), 60.0), ("kubernetes".into(), 40.0)]);
+        assert_eq!(
+            input.groups,
+            vec![("istio".into(), 60.0), ("kubernetes".into(), 40.0)]
+        );
     }
 
     #[test]
     fn problems_name_their_place() {
-        let err = parse("{\"metrics\": [\n {\"name\": \"a\", \"canary\": [1, \"x\"], \"baseline\": [1]}]}").unwrap_err();
+        let err = parse(
+            "{\"metrics\": [\n {\"name\": \"a\", \"canary\": [1, \"x\"], \"baseline\": [1]}]}",
+        )
+        .unwrap_err();
         assert_eq!(err.place, "metrics[0].canary[1]");
         let err = parse("{\"metrics\": [\n {\"name\": \"a\",, }]}").unwrap_err();
         assert_eq!(err.place, "2:15");
-        let err = parse(r#"{"metrics": [{"name": "a", "direction": "up", "canary": [], "baseline": []}]}"#).unwrap_err();
+        let err = parse(
+            r#"{"metrics": [{"name": "a", "direction": "up", "canary": [], "baseline": []}]}"#,
+        )
+        .unwrap_err();
         assert_eq!(err.place, "metrics[0].direction");
         let err = parse(r#"{"groups": {"a": 70, "b": 40}, "metrics": [{"name": "a", "canary": [], "baseline": []}]}"#).unwrap_err();
         assert_eq!(err.place, "groups");

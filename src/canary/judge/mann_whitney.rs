@@ -284,8 +284,7 @@ pub fn zeroin<E>(
             } else {
                 p = -p;
             }
-            if p < (0.75 * cb * q - (tol_act * q).abs() / 2.0) && p < (prev_step * q / 2.0).abs()
-            {
+            if p < (0.75 * cb * q - (tol_act * q).abs() / 2.0) && p < (prev_step * q / 2.0).abs() {
                 new_step = p / q;
             }
         }
@@ -318,7 +317,10 @@ mod tests {
         assert!((r.upper - 39.0).abs() < 1e-4, "{r:?}");
         assert!((r.estimate - 22.5).abs() < 1e-4, "{r:?}");
         // scipy: mannwhitneyu([10,20,30,40],[1,2,3,4], method="asymptotic").pvalue
-        assert!((r.p_value - 0.030_382_821_976_577_49).abs() < 1e-12, "{r:?}");
+        assert!(
+            (r.p_value - 0.030_382_821_976_577_49).abs() < 1e-12,
+            "{r:?}"
+        );
     }
 
     #[test]

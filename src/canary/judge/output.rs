@@ -37,7 +37,10 @@ impl Judgement {
     pub fn to_json(&self) -> Value {
         let mut groups = Map::new();
         for g in &self.score.groups {
-            groups.insert(g.name.clone(), json!({ "score": num(g.score), "weight": num(g.weight) }));
+            groups.insert(
+                g.name.clone(),
+                json!({ "score": num(g.score), "weight": num(g.weight) }),
+            );
         }
         let metrics: Vec<Value> = self
             .metrics
@@ -74,7 +77,7 @@ impl Judgement {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<22} {:<11} {:>24} {:>24} {:>9} {:>9} {:>9} {:>9} {:>7}  {}",
+            "{:<22} {:<11} {:>24} {:>24} {:>9} {:>9} {:>9} {:>9} {:>7}  class",
             "metric",
             "group",
             "canary n/mean/median",
@@ -84,7 +87,6 @@ impl Judgement {
             "estimate",
             "p-value",
             "ratio",
-            "class"
         );
         for m in &self.metrics {
             let side = |s: &Summary| format!("{}/{}/{}", s.count, short(s.mean), short(s.median));
@@ -111,7 +113,11 @@ impl Judgement {
         }
         let _ = writeln!(out);
         for g in &self.score.groups {
-            let _ = writeln!(out, "group {:<16} score {:>6.2}  weight {:>6.2}", g.name, g.score, g.weight);
+            let _ = writeln!(
+                out,
+                "group {:<16} score {:>6.2}  weight {:>6.2}",
+                g.name, g.score, g.weight
+            );
         }
         for w in &self.warnings {
             let _ = writeln!(out, "warning: {w}");

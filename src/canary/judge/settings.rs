@@ -151,7 +151,12 @@ fn choice<T: Copy>(
         return Ok(default);
     };
     let names: Vec<&str> = options.iter().map(|(n, _)| *n).collect();
-    let bad = || InputError::at(format!("{path}.{key}"), format!("expected one of {}", names.join(", ")));
+    let bad = || {
+        InputError::at(
+            format!("{path}.{key}"),
+            format!("expected one of {}", names.join(", ")),
+        )
+    };
     let s = v.as_str().ok_or_else(bad)?;
     options
         .iter()
@@ -169,7 +174,10 @@ fn flag(obj: &Map<String, Value>, path: &str, key: &str) -> Result<bool, InputEr
     match obj.get(key) {
         None | Some(Value::Null) => Ok(false),
         Some(Value::Bool(b)) => Ok(*b),
-        Some(_) => Err(InputError::at(format!("{path}.{key}"), "expected true or false")),
+        Some(_) => Err(InputError::at(
+            format!("{path}.{key}"),
+            "expected true or false",
+        )),
     }
 }
 
@@ -184,7 +192,10 @@ fn number(
         None | Some(Value::Null) => Ok(None),
         Some(v) => match v.as_f64() {
             Some(x) if x.is_finite() && check(x) => Ok(Some(x)),
-            _ => Err(InputError::at(format!("{path}.{key}"), format!("expected {what}"))),
+            _ => Err(InputError::at(
+                format!("{path}.{key}"),
+                format!("expected {what}"),
+            )),
         },
     }
 }
@@ -204,7 +215,11 @@ impl MetricSettings {
                 if !SETTING_KEYS.contains(&key.as_str()) && !also.contains(&key.as_str()) {
                     return Err(InputError::at(
                         format!("{path}.{key}"),
-                        format!("unknown key; a metric takes {}, {}", also.join(", "), SETTING_KEYS.join(", ")),
+                        format!(
+                            "unknown key; a metric takes {}, {}",
+                            also.join(", "),
+                            SETTING_KEYS.join(", ")
+                        ),
                     ));
                 }
             }
@@ -225,23 +240,38 @@ impl MetricSettings {
             obj,
             path,
             "nan_strategy",
-            &[("remove", NanStrategy::Remove), ("replace", NanStrategy::Replace)],
+            &[
+                ("remove", NanStrategy::Remove),
+                ("replace", NanStrategy::Replace),
+            ],
             d.nan_strategy,
         )?;
-        let remove_outliers = choice(obj, path, "outliers", &[("keep", false), ("remove", true)], false)?;
+        let remove_outliers = choice(
+            obj,
+            path,
+            "outliers",
+            &[("keep", false), ("remove", true)],
+            false,
+        )?;
         let factor = number(obj, path, "outlier_factor", |x| x >= 0.0, "a number >= 0")?;
         let effect = choice(
             obj,
             path,
             "effect_size_measure",
-            &[("mean_ratio", EffectMeasure::MeanRatio), ("cles", EffectMeasure::Cles)],
+            &[
+                ("mean_ratio", EffectMeasure::MeanRatio),
+                ("cles", EffectMeasure::Cles),
+            ],
             d.effect,
         )?;
         let test = choice(
             obj,
             path,
             "test",
-            &[("mann-whitney", Test::MannWhitney), ("proportions", Test::Proportions)],
+            &[
+                ("mann-whitney", Test::MannWhitney),
+                ("proportions", Test::Proportions),
+            ],
             d.test,
         )?;
         let positive = |x: f64| x >= 0.0;
@@ -260,12 +290,25 @@ impl MetricSettings {
             allowed_decrease: threshold("allowed_decrease")?,
             critical_increase: threshold("critical_increase")?,
             critical_decrease: threshold("critical_decrease")?,
-            tolerance: number(obj, path, "tolerance", positive, "a number >= 0")?.unwrap_or(d.tolerance),
-            confidence: number(obj, path, "confidence", |x| x > 0.0 && x < 1.0, "a number between 0 and 1 (0.98 is 98 %)")?
-                .unwrap_or(d.confidence),
+            tolerance: number(obj, path, "tolerance", positive, "a number >= 0")?
+                .unwrap_or(d.tolerance),
+            confidence: number(
+                obj,
+                path,
+                "confidence",
+                |x| x > 0.0 && x < 1.0,
+                "a number between 0 and 1 (0.98 is 98 %)",
+            )?
+            .unwrap_or(d.confidence),
             test,
-            min_difference: number(obj, path, "min_difference", |x| (0.0..1.0).contains(&x), "a rate difference between 0 and 1")?
-                .unwrap_or(d.min_difference),
+            min_difference: number(
+                obj,
+                path,
+                "min_difference",
+                |x| (0.0..1.0).contains(&x),
+                "a rate difference between 0 and 1",
+            )?
+            .unwrap_or(d.min_difference),
         };
         Ok(settings)
     }
