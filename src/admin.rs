@@ -94,6 +94,7 @@ async fn route(shared: &Shared, auth: &AdminAuth, req: Request<Incoming>) -> Adm
         (&Method::GET, ["metrics"]) => stats_api::metrics(shared),
         (&Method::GET, ["stats", "connections"]) => stats_api::connections(shared),
         (&Method::GET, ["stats", "destinations"]) => stats_api::destinations(shared),
+        (&Method::GET, ["stats", "latency"]) => stats_api::latency(shared),
         (&Method::GET, ["routes", route, "split"]) => config_api::get_split(shared, route),
         (&Method::PUT | &Method::DELETE, ["routes", route, "split"]) => {
             if let Err(denied) = authorize(auth, &req).await {
@@ -123,6 +124,7 @@ GET    /config                  the effective configuration (JSON)\n\
 GET    /metrics                 Prometheus metrics (Istio's standard names and labels)\n\
 GET    /stats/connections       open connections and requests in flight (JSON, for autoscalers)\n\
 GET    /stats/destinations      per destination: requests, status classes, p50/p95/p99, weights (JSON)\n\
+GET    /stats/latency           per destination: cumulative counts and latency histogram since start (JSON)\n\
 GET    /routes/{route}/split    a route's current split\n\
 PUT    /routes/{route}/split    set a split: {\"release\": 34, \"baseline\": 33, \"canary\": 33}\n\
 DELETE /routes/{route}/split    drop the API split; the file's split applies again\n";

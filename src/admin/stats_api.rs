@@ -137,3 +137,55 @@ pub fn destinations(shared: &Shared) -> AdminResponse {
         &json!({ "window_seconds": window, "destinations": out }),
     )
 }
+
+/// This process, told apart from a restarted one on the same address: a reader of the
+/// cumulative counts below must not diff across a restart.
+fn instance() -> &'static str {
+    static INSTANCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    INSTANCE.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!("{}-{nanos}", std::process::id())
+    })
+}
+
+/// `GET /stats/latency`: per destination, cumulative counts since start (requests,
+/// responses by class) and the cumulative latency histogram in weir's log-linear
+/// buckets, `[first µs, last µs, count]` for each non-empty one. A reader that diffs two
+/// readings gets exactly the requests between them, and can add diffs over many weirs
+/// before taking a quantile (`weir canary` does).
+pub fn latency(shared: &Shared) -> AdminResponse {
+    let snapshot = shared.snapshot.load();
+    let mut out = Map::new();
+    for d in &snapshot.destinations {
+        let s = &d.stats;
+        let buckets: Vec<Value> = s
+            .latency
+            .cumulative()
+            .into_iter()
+            .map(|(lo, hi, n)| json!([lo, hi, n]))
+            .collect();
+        let class = |c| s.responses(c);
+        out.insert(
+            d.name.to_string(),
+            json!({
+                "requests": s.requests(),
+                "responses": {
+                    "1xx": class(StatusClass::Informational),
+                    "2xx": class(StatusClass::Success),
+                    "3xx": class(StatusClass::Redirect),
+                    "4xx": class(StatusClass::ClientError),
+                    "5xx": class(StatusClass::ServerError),
+                    "none": class(StatusClass::None),
+                },
+                "latency_recorded": s.is_detailed(),
+                "latency_us": buckets,
+            }),
+        );
+    }
+    json_response(
+        StatusCode::OK,
+        &json!({ "instance": instance(), "destinations": out }),
+    )
+}
