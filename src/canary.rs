@@ -3,3 +3,4 @@
 //! ([`rollout`]).
 
 pub mod judge;
+pub mod rollout;
