@@ -76,6 +76,20 @@ enum Command {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Drive running weirs through a canary rollout: judge at every interval, promote
+    /// or roll back. Exit 0 promoted, 1 rolled back, 2 bad config or a lost target,
+    /// 130 interrupted (rolled back).
+    Canary {
+        /// The rollout: targets, stages, metrics (see config/canary.yaml).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Where report.json goes (default: weir-canary-YYYYMMDD-HHMMSS/).
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Judge without changing any weight.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Run weir on an embedded config with three synthetic upstreams and a client load.
     Demo {
         #[arg(long, default_value = weir::config::DEFAULT_LISTEN)]
@@ -138,6 +152,11 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             upstream(listen, profile, workers)
         }
         Command::Judge { samples, json } => Ok(judge(&samples, json.as_deref())),
+        Command::Canary {
+            config,
+            report,
+            dry_run,
+        } => canary(config, report, dry_run),
         Command::Demo {
             listen,
             admin,
@@ -194,6 +213,48 @@ fn judge(samples: &std::path::Path, json: Option<&std::path::Path>) -> ExitCode 
         None => print!("{table}"),
     }
     ExitCode::from(judgement.score.verdict.exit_code())
+}
+
+/// `weir canary`: exit 0 promoted, 1 rolled back, 2 bad config, failed pre-flight or
+/// lost target, 130 interrupted.
+fn canary(config: PathBuf, report: Option<PathBuf>, dry_run: bool) -> anyhow::Result<ExitCode> {
+    use weir::canary::rollout;
+    let cfg = match rollout::config::load(&config) {
+        Ok(c) => c,
+        Err(error) => {
+            eprintln!("weir canary: {}:{error}", config.display());
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let options = rollout::Options {
+        config_file: config,
+        report_dir: report,
+        dry_run,
+        live: true,
+    };
+    let result = rt.block_on(rollout::run(&cfg, &options))?;
+    println!(
+        "weir canary: {} (exit {}); report: {}",
+        match &result.outcome {
+            rollout::Outcome::Promoted if dry_run => "dry run: would promote".to_owned(),
+            rollout::Outcome::Promoted => "promoted".to_owned(),
+            rollout::Outcome::RolledBack(why) if dry_run =>
+                format!("dry run: would roll back: {why}"),
+            rollout::Outcome::RolledBack(why) => format!("rolled back: {why}"),
+            rollout::Outcome::Interrupted => "interrupted: rolled back".to_owned(),
+            rollout::Outcome::LostTarget(why) => format!("lost a target, rolled back: {why}"),
+            rollout::Outcome::Preflight(why) => why.clone(),
+            rollout::Outcome::PromoteFailed(why) => why.clone(),
+        },
+        result.outcome.exit_code(),
+        result.report_dir.join("report.json").display()
+    );
+    Ok(ExitCode::from(result.outcome.exit_code()))
 }
 
 fn check(path: &std::path::Path) -> ExitCode {

@@ -16,8 +16,8 @@
 //! a canary controller that diffs two readings to get exactly one interval's requests)
 //! without any extra work when a request is recorded.
 
-use std::sync::{Mutex, OnceLock};
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 /// Mantissa bits: buckets are 1/2^7 of their octave wide.

@@ -168,15 +168,26 @@ fn obj<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>, InputErro
 fn only_keys(m: &Map<String, Value>, path: &str, keys: &[&str]) -> Result<(), InputError> {
     for k in m.keys() {
         if !keys.contains(&k.as_str()) {
-            let at = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
-            return Err(err(at, format!("unknown key; expected one of {}", keys.join(", "))));
+            let at = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            return Err(err(
+                at,
+                format!("unknown key; expected one of {}", keys.join(", ")),
+            ));
         }
     }
     Ok(())
 }
 
 fn string(m: &Map<String, Value>, path: &str, key: &str) -> Result<Option<String>, InputError> {
-    let at = if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
+    let at = if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    };
     match m.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.trim().to_owned())),
@@ -185,7 +196,11 @@ fn string(m: &Map<String, Value>, path: &str, key: &str) -> Result<Option<String
 }
 
 fn dur(m: &Map<String, Value>, path: &str, key: &str) -> Result<Option<Duration>, InputError> {
-    let at = if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
+    let at = if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    };
     match m.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => duration::parse(s).map(Some).map_err(|e| err(at, e)),
@@ -214,7 +229,10 @@ fn weights(v: &Value, path: &str, target: &TargetConfig) -> Result<Weights, Inpu
         }
     }
     if out.is_empty() {
-        return Err(err(path, "every weight is zero: the route would send nowhere"));
+        return Err(err(
+            path,
+            "every weight is zero: the route would send nowhere",
+        ));
     }
     Ok(out)
 }
@@ -222,7 +240,12 @@ fn weights(v: &Value, path: &str, target: &TargetConfig) -> Result<Weights, Inpu
 fn admin_sources(v: Option<&Value>) -> Result<Vec<AdminSource>, InputError> {
     let path = "target.admin";
     let list: Vec<&Value> = match v {
-        None => return Err(err(path, "missing: the admin URLs of the weirs, e.g. [\"http://127.0.0.1:15000\"]")),
+        None => {
+            return Err(err(
+                path,
+                "missing: the admin URLs of the weirs, e.g. [\"http://127.0.0.1:15000\"]",
+            ));
+        }
         Some(Value::Array(l)) => l.iter().collect(),
         Some(other) => vec![other],
     };
@@ -232,9 +255,12 @@ fn admin_sources(v: Option<&Value>) -> Result<Vec<AdminSource>, InputError> {
         match item {
             Value::String(url) => {
                 let url = url.trim().trim_end_matches('/').to_owned();
-                let rest = url
-                    .strip_prefix("http://")
-                    .ok_or_else(|| err(&at, "expected an http:// URL such as http://127.0.0.1:15000"))?;
+                let rest = url.strip_prefix("http://").ok_or_else(|| {
+                    err(
+                        &at,
+                        "expected an http:// URL such as http://127.0.0.1:15000",
+                    )
+                })?;
                 if rest.is_empty() || rest.contains('/') {
                     return Err(err(&at, "expected http://HOST:PORT with no path"));
                 }
@@ -248,7 +274,12 @@ fn admin_sources(v: Option<&Value>) -> Result<Vec<AdminSource>, InputError> {
                     .rsplit_once(':')
                     .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
                     .filter(|(h, _)| !h.is_empty())
-                    .ok_or_else(|| err(format!("{at}.discover"), "expected HOST:PORT, e.g. shop-weir.prod.svc:15000"))?;
+                    .ok_or_else(|| {
+                        err(
+                            format!("{at}.discover"),
+                            "expected HOST:PORT, e.g. shop-weir.prod.svc:15000",
+                        )
+                    })?;
                 out.push(AdminSource::Discover { host, port });
             }
             _ => return Err(err(&at, "expected a URL or {discover: HOST:PORT}")),
@@ -263,7 +294,18 @@ fn admin_sources(v: Option<&Value>) -> Result<Vec<AdminSource>, InputError> {
 fn target(v: Option<&Value>, dir: &Path) -> Result<TargetConfig, InputError> {
     let v = v.ok_or_else(|| err("target", "missing: which weirs and route to drive"))?;
     let m = obj(v, "target")?;
-    only_keys(m, "target", &["admin", "token_file", "route", "release", "baseline", "canary"])?;
+    only_keys(
+        m,
+        "target",
+        &[
+            "admin",
+            "token_file",
+            "route",
+            "release",
+            "baseline",
+            "canary",
+        ],
+    )?;
     let name = |k: &str, d: &str| -> Result<String, InputError> {
         Ok(string(m, "target", k)?.unwrap_or_else(|| d.to_owned()))
     };
@@ -276,7 +318,10 @@ fn target(v: Option<&Value>, dir: &Path) -> Result<TargetConfig, InputError> {
         canary: name("canary", "canary")?,
     };
     if t.canary == t.baseline || t.canary == t.release || t.baseline == t.release {
-        return Err(err("target", "release, baseline and canary must be three different destinations"));
+        return Err(err(
+            "target",
+            "release, baseline and canary must be three different destinations",
+        ));
     }
     Ok(t)
 }
@@ -300,9 +345,18 @@ fn sides<T>(
     Ok(Some(out))
 }
 
-fn source(m: &Map<String, Value>, path: &str, target: &TargetConfig, test: Test) -> Result<Source, InputError> {
-    let kind = string(m, path, "source")?
-        .ok_or_else(|| err(format!("{path}.source"), "missing: weir, process or prometheus"))?;
+fn source(
+    m: &Map<String, Value>,
+    path: &str,
+    target: &TargetConfig,
+    test: Test,
+) -> Result<Source, InputError> {
+    let kind = string(m, path, "source")?.ok_or_else(|| {
+        err(
+            format!("{path}.source"),
+            "missing: weir, process or prometheus",
+        )
+    })?;
     let query = string(m, path, "query")?;
     let need_query = || err(format!("{path}.query"), "missing");
     match kind.as_str() {
@@ -313,9 +367,17 @@ fn source(m: &Map<String, Value>, path: &str, target: &TargetConfig, test: Test)
                 .iter()
                 .find(|(n, _)| *n == q)
                 .map(|(_, w)| *w)
-                .ok_or_else(|| err(format!("{path}.query"), format!("`{q}` is not one of {}", names.join(", "))))?;
+                .ok_or_else(|| {
+                    err(
+                        format!("{path}.query"),
+                        format!("`{q}` is not one of {}", names.join(", ")),
+                    )
+                })?;
             if test == Test::Proportions
-                && !matches!(query, WeirQuery::HealthyResponses | WeirQuery::SuccessRate | WeirQuery::ErrorRate)
+                && !matches!(
+                    query,
+                    WeirQuery::HealthyResponses | WeirQuery::SuccessRate | WeirQuery::ErrorRate
+                )
             {
                 return Err(err(
                     format!("{path}.test"),
@@ -329,23 +391,40 @@ fn source(m: &Map<String, Value>, path: &str, target: &TargetConfig, test: Test)
             let query = match q.as_str() {
                 "cpu" => ProcessQuery::Cpu,
                 "rss" | "memory" => ProcessQuery::Rss,
-                other => return Err(err(format!("{path}.query"), format!("`{other}` is not one of cpu, rss"))),
+                other => {
+                    return Err(err(
+                        format!("{path}.query"),
+                        format!("`{other}` is not one of cpu, rss"),
+                    ));
+                }
             };
             if test == Test::Proportions {
-                return Err(err(format!("{path}.test"), "process metrics are not counts of events: use mann-whitney"));
+                return Err(err(
+                    format!("{path}.test"),
+                    "process metrics are not counts of events: use mann-whitney",
+                ));
             }
             let pids = sides(m.get("pids"), &format!("{path}.pids"), |v, at| {
                 v.as_array()
                     .ok_or_else(|| err(at, "expected a list of PIDs"))?
                     .iter()
-                    .map(|p| p.as_u64().and_then(|p| u32::try_from(p).ok()).ok_or_else(|| err(at, "expected PIDs (whole numbers)")))
+                    .map(|p| {
+                        p.as_u64()
+                            .and_then(|p| u32::try_from(p).ok())
+                            .ok_or_else(|| err(at, "expected PIDs (whole numbers)"))
+                    })
                     .collect::<Result<Vec<u32>, _>>()
             })?;
             Ok(Source::Process { query, pids })
         }
         "prometheus" => {
             let url = string(m, path, "prometheus")?
-                .ok_or_else(|| err(format!("{path}.prometheus"), "missing: the Prometheus URL, e.g. http://prometheus.monitoring:9090"))?
+                .ok_or_else(|| {
+                    err(
+                        format!("{path}.prometheus"),
+                        "missing: the Prometheus URL, e.g. http://prometheus.monitoring:9090",
+                    )
+                })?
                 .trim_end_matches('/')
                 .to_owned();
             if !url.starts_with("http://") {
@@ -360,29 +439,54 @@ fn source(m: &Map<String, Value>, path: &str, target: &TargetConfig, test: Test)
                 ));
             }
             let mut scopes = sides(m.get("scopes"), &format!("{path}.scopes"), |v, at| {
-                v.as_str().map(str::to_owned).ok_or_else(|| err(at, "expected a string"))
+                v.as_str()
+                    .map(str::to_owned)
+                    .ok_or_else(|| err(at, "expected a string"))
             })?
             .unwrap_or_default();
             for side in Side::BOTH {
-                scopes.entry(side).or_insert_with(|| target.destination(side).to_owned());
+                scopes
+                    .entry(side)
+                    .or_insert_with(|| target.destination(side).to_owned());
             }
-            Ok(Source::Prometheus { url, query, total_query, scopes })
+            Ok(Source::Prometheus {
+                url,
+                query,
+                total_query,
+                scopes,
+            })
         }
-        other => Err(err(format!("{path}.source"), format!("`{other}` is not one of weir, process, prometheus"))),
+        other => Err(err(
+            format!("{path}.source"),
+            format!("`{other}` is not one of weir, process, prometheus"),
+        )),
     }
 }
 
-const METRIC_KEYS: &[&str] = &["name", "group", "source", "query", "pids", "prometheus", "total_query", "scopes"];
+const METRIC_KEYS: &[&str] = &[
+    "name",
+    "group",
+    "source",
+    "query",
+    "pids",
+    "prometheus",
+    "total_query",
+    "scopes",
+];
 
 /// Parses `canary.yaml`; `file` places relative paths (the token file).
 pub fn parse(text: &str, file: &Path) -> Result<RolloutConfig, InputError> {
     let raw: Value = serde_saphyr::from_str(text).map_err(|e| {
-        let place = e
-            .location()
-            .map_or_else(|| "1:1".to_owned(), |l| format!("{}:{}", l.line(), l.column()));
+        let place = e.location().map_or_else(
+            || "1:1".to_owned(),
+            |l| format!("{}:{}", l.line(), l.column()),
+        );
         let text = e.without_snippet().to_string();
         let first = text.lines().next().unwrap_or("invalid YAML").trim();
-        err(place, first.split(" at line ").next().unwrap_or(first).to_owned())
+        err(
+            place,
+            first.split(" at line ").next().unwrap_or(first).to_owned(),
+        )
     })?;
     let dir = file.parent().unwrap_or(Path::new("."));
     let top = obj(&raw, "$")?;
@@ -390,7 +494,15 @@ pub fn parse(text: &str, file: &Path) -> Result<RolloutConfig, InputError> {
         top,
         "",
         &[
-            "target", "interval", "stages", "promote", "rollback", "thresholds", "groups", "metrics", "min_points",
+            "target",
+            "interval",
+            "stages",
+            "promote",
+            "rollback",
+            "thresholds",
+            "groups",
+            "metrics",
+            "min_points",
             "lost_after",
         ],
     )?;
@@ -404,7 +516,8 @@ pub fn parse(text: &str, file: &Path) -> Result<RolloutConfig, InputError> {
         Some(v) => v
             .as_u64()
             .filter(|n| *n >= 1)
-            .ok_or_else(|| err("min_points", "expected a whole number >= 1"))? as usize,
+            .ok_or_else(|| err("min_points", "expected a whole number >= 1"))?
+            as usize,
     };
     let lost_after = match top.get("lost_after") {
         None => 3,
@@ -424,18 +537,24 @@ pub fn parse(text: &str, file: &Path) -> Result<RolloutConfig, InputError> {
         let path = format!("stages[{i}]");
         let m = obj(s, &path)?;
         only_keys(m, &path, &["weights", "warmup", "duration", "min_points"])?;
-        let w = m.get("weights").ok_or_else(|| err(format!("{path}.weights"), "missing"))?;
-        let duration = dur(m, &path, "duration")?.ok_or_else(|| err(format!("{path}.duration"), "missing"))?;
+        let w = m
+            .get("weights")
+            .ok_or_else(|| err(format!("{path}.weights"), "missing"))?;
+        let duration =
+            dur(m, &path, "duration")?.ok_or_else(|| err(format!("{path}.duration"), "missing"))?;
         if duration < interval {
-            return Err(err(format!("{path}.duration"), "shorter than one interval: no point could be taken"));
+            return Err(err(
+                format!("{path}.duration"),
+                "shorter than one interval: no point could be taken",
+            ));
         }
-        let stage_min = match m.get("min_points") {
-            None => min_points,
-            Some(v) => v
-                .as_u64()
-                .filter(|n| *n >= 1)
-                .ok_or_else(|| err(format!("{path}.min_points"), "expected a whole number >= 1"))? as usize,
-        };
+        let stage_min =
+            match m.get("min_points") {
+                None => min_points,
+                Some(v) => v.as_u64().filter(|n| *n >= 1).ok_or_else(|| {
+                    err(format!("{path}.min_points"), "expected a whole number >= 1")
+                })? as usize,
+            };
         stages.push(Stage {
             weights: weights(w, &format!("{path}.weights"), &target)?,
             warmup: dur(m, &path, "warmup")?.unwrap_or(Duration::ZERO),
@@ -463,13 +582,22 @@ pub fn parse(text: &str, file: &Path) -> Result<RolloutConfig, InputError> {
         let path = format!("metrics[{i}]");
         let m = obj(v, &path)?;
         let settings = MetricSettings::from_object(m, &path, true, METRIC_KEYS)?;
-        let name = string(m, &path, "name")?.ok_or_else(|| err(format!("{path}.name"), "missing"))?;
+        let name =
+            string(m, &path, "name")?.ok_or_else(|| err(format!("{path}.name"), "missing"))?;
         if metrics.iter().any(|x| x.name == name) {
-            return Err(err(format!("{path}.name"), format!("`{name}` is named twice")));
+            return Err(err(
+                format!("{path}.name"),
+                format!("`{name}` is named twice"),
+            ));
         }
         let group = string(m, &path, "group")?.unwrap_or_else(|| "default".to_owned());
         let source = source(m, &path, &target, settings.test)?;
-        metrics.push(MetricConfig { name, group, source, settings });
+        metrics.push(MetricConfig {
+            name,
+            group,
+            source,
+            settings,
+        });
     }
     // A weighted group nobody uses, or an unweighted one that gets no share, is a typo
     // until proven otherwise: refuse it rather than score it silently.
@@ -484,7 +612,10 @@ pub fn parse(text: &str, file: &Path) -> Result<RolloutConfig, InputError> {
             if !groups.iter().any(|(g, _)| g == &m.group) && weight_sum >= 100.0 {
                 return Err(err(
                     format!("metrics[{i}].group"),
-                    format!("`{}` is not in `groups`, whose weights already add up to 100", m.group),
+                    format!(
+                        "`{}` is not in `groups`, whose weights already add up to 100",
+                        m.group
+                    ),
                 ));
             }
         }
@@ -525,7 +656,13 @@ mod tests {
         assert_eq!(c.stages[0].min_points, DEFAULT_MIN_POINTS);
         assert_eq!(c.stages[1].weights["canary"], 33);
         assert_eq!(c.metrics.len(), 4);
-        assert_eq!(c.metrics[2].source, Source::Process { query: ProcessQuery::Cpu, pids: None });
+        assert_eq!(
+            c.metrics[2].source,
+            Source::Process {
+                query: ProcessQuery::Cpu,
+                pids: None
+            }
+        );
         assert_eq!(c.rollback, Weights::from([("release".to_owned(), 100)]));
     }
 
@@ -536,10 +673,22 @@ mod tests {
         let cases = [
             (base.replace("1m", "soon"), "stages[0].duration"),
             (base.replace("latency_p95", "p95"), "metrics[0].query"),
-            (base.replace("source: weir", "source: weir, direction: up"), "metrics[0].direction"),
-            (base.replace("source: weir", "source: weir, diretcion: up"), "metrics[0].diretcion"),
-            (base.replace("http://127.0.0.1:1", "127.0.0.1:1"), "target.admin[0]"),
-            (base.replace("canary: 10, release: 90", "canary: 0"), "stages[0].weights"),
+            (
+                base.replace("source: weir", "source: weir, direction: up"),
+                "metrics[0].direction",
+            ),
+            (
+                base.replace("source: weir", "source: weir, diretcion: up"),
+                "metrics[0].diretcion",
+            ),
+            (
+                base.replace("http://127.0.0.1:1", "127.0.0.1:1"),
+                "target.admin[0]",
+            ),
+            (
+                base.replace("canary: 10, release: 90", "canary: 0"),
+                "stages[0].weights",
+            ),
             (format!("{base}groups: {{ istio: 60 }}\n"), "groups.istio"),
             (format!("{base}intervall: 1s\n"), "intervall"),
             ("target: [\n".to_owned(), "1:9"),

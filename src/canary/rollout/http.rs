@@ -75,11 +75,15 @@ pub async fn send(call: &Call<'_>, timeout: Duration) -> Result<Bytes, HttpError
 
 async fn send_inner(call: &Call<'_>) -> Result<Bytes, HttpError> {
     let url = call.url;
-    let uri: Uri = url.parse().map_err(|_| HttpError::Url { url: url.into() })?;
+    let uri: Uri = url
+        .parse()
+        .map_err(|_| HttpError::Url { url: url.into() })?;
     if uri.scheme_str() != Some("http") {
         return Err(HttpError::Url { url: url.into() });
     }
-    let host = uri.host().ok_or_else(|| HttpError::Url { url: url.into() })?;
+    let host = uri
+        .host()
+        .ok_or_else(|| HttpError::Url { url: url.into() })?;
     let port = uri.port_u16().unwrap_or(80);
     let transport = |e: &dyn std::fmt::Display| HttpError::Transport {
         url: url.into(),
@@ -156,7 +160,9 @@ pub fn encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len() * 3);
     for b in value.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }

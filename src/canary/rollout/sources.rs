@@ -61,7 +61,12 @@ impl Collector {
     }
 
     /// Takes one point per metric per side from `targets`, by `deadline`.
-    pub async fn collect(&mut self, cfg: &RolloutConfig, targets: &[String], deadline: Instant) -> Interval {
+    pub async fn collect(
+        &mut self,
+        cfg: &RolloutConfig,
+        targets: &[String],
+        deadline: Instant,
+    ) -> Interval {
         let mut out = Interval {
             points: vec![BTreeMap::new(); cfg.metrics.len()],
             ..Interval::default()
@@ -73,11 +78,22 @@ impl Collector {
         // Prometheus queries go out first and run while the others are read.
         let mut queries = tokio::task::JoinSet::new();
         for (i, m) in cfg.metrics.iter().enumerate() {
-            if let Source::Prometheus { url, query, total_query, scopes } = &m.source {
+            if let Source::Prometheus {
+                url,
+                query,
+                total_query,
+                scopes,
+            } = &m.source
+            {
                 for side in Side::BOTH {
-                    let scope = scopes.get(&side).cloned().unwrap_or_else(|| names[&side].clone());
+                    let scope = scopes
+                        .get(&side)
+                        .cloned()
+                        .unwrap_or_else(|| names[&side].clone());
                     let q = prometheus::render(query, &scope, cfg.interval);
-                    let tq = total_query.as_ref().map(|t| prometheus::render(t, &scope, cfg.interval));
+                    let tq = total_query
+                        .as_ref()
+                        .map(|t| prometheus::render(t, &scope, cfg.interval));
                     let url = url.clone();
                     queries.spawn(async move {
                         let v = prometheus::instant(&url, &q, deadline).await;
@@ -90,12 +106,18 @@ impl Collector {
                 }
             }
         }
-        if cfg.metrics.iter().any(|m| matches!(m.source, Source::Weir(_))) {
+        if cfg
+            .metrics
+            .iter()
+            .any(|m| matches!(m.source, Source::Weir(_)))
+        {
             let interval = self.weir.collect(targets, &names, deadline).await;
             out.notes.extend(interval.notes.iter().cloned());
             out.failed_targets = interval.failed.clone();
             for (i, m) in cfg.metrics.iter().enumerate() {
-                let Source::Weir(query) = m.source else { continue };
+                let Source::Weir(query) = m.source else {
+                    continue;
+                };
                 for side in Side::BOTH {
                     let v = if m.settings.test == Test::Proportions {
                         Value::Counts(interval.counts(query, side))
@@ -114,11 +136,17 @@ impl Collector {
                 }
             }
         }
-        if cfg.metrics.iter().any(|m| matches!(m.source, Source::Process { .. })) {
+        if cfg
+            .metrics
+            .iter()
+            .any(|m| matches!(m.source, Source::Process { .. }))
+        {
             self.collect_processes(cfg, &mut out);
         }
         while let Some(joined) = queries.join_next().await {
-            let Ok((i, side, v, t)) = joined else { continue };
+            let Ok((i, side, v, t)) = joined else {
+                continue;
+            };
             let m = &cfg.metrics[i];
             let mut why = None;
             let value = match (v, t) {
@@ -138,7 +166,11 @@ impl Collector {
                 }
                 (Err(e), t) => {
                     why = Some(e);
-                    if t.is_some() { Value::Counts(None) } else { Value::Number(f64::NAN) }
+                    if t.is_some() {
+                        Value::Counts(None)
+                    } else {
+                        Value::Number(f64::NAN)
+                    }
                 }
                 (Ok(_), Some(Err(e))) => {
                     why = Some(e);
@@ -146,7 +178,11 @@ impl Collector {
                 }
             };
             if value.is_missing() {
-                out.missing.push((m.name.clone(), side, why.unwrap_or_else(|| "the value is NaN".to_owned())));
+                out.missing.push((
+                    m.name.clone(),
+                    side,
+                    why.unwrap_or_else(|| "the value is NaN".to_owned()),
+                ));
             }
             out.points[i].insert(side, value);
         }
@@ -167,19 +203,25 @@ impl Collector {
                 process::find_pids(self.endpoints.get(&side).map_or(&[][..], Vec::as_slice))
             });
             if pids.is_empty() {
-                why.insert(side, "no local process listens on the destination's endpoints".to_owned());
+                why.insert(
+                    side,
+                    "no local process listens on the destination's endpoints".to_owned(),
+                );
             }
             match self.process.read(&pids) {
                 Some(p) => {
                     readings.insert(side, p);
                 }
                 None => {
-                    why.entry(side).or_insert_with(|| format!("no process among PIDs {pids:?}"));
+                    why.entry(side)
+                        .or_insert_with(|| format!("no process among PIDs {pids:?}"));
                 }
             }
         }
         for (i, m) in cfg.metrics.iter().enumerate() {
-            let Source::Process { query, .. } = &m.source else { continue };
+            let Source::Process { query, .. } = &m.source else {
+                continue;
+            };
             for side in Side::BOTH {
                 let v = match (readings.get(&side), query) {
                     (Some(p), ProcessQuery::Cpu) => p.cpu,

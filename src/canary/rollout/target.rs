@@ -63,7 +63,10 @@ pub fn token(file: Option<&Path>) -> Result<Option<String>, String> {
     match std::fs::read_to_string(file) {
         Ok(t) if !t.trim().is_empty() => Ok(Some(t.trim().to_owned())),
         Ok(_) => Err(format!("{}: the admin token file is empty", file.display())),
-        Err(e) => Err(format!("{}: cannot read the admin token file: {e}", file.display())),
+        Err(e) => Err(format!(
+            "{}: cannot read the admin token file: {e}",
+            file.display()
+        )),
     }
 }
 
@@ -91,12 +94,17 @@ fn split_of(v: &Value) -> Weights {
 }
 
 fn json(target: &str, bytes: &[u8]) -> Result<Value, TargetError> {
-    serde_json::from_slice(bytes).map_err(|e| fail(target, format!("answered something that is not JSON: {e}")))
+    serde_json::from_slice(bytes)
+        .map_err(|e| fail(target, format!("answered something that is not JSON: {e}")))
 }
 
 /// Checks one target: it answers, has the route, and knows every destination the
 /// rollout names.
-pub async fn preflight(url: &str, cfg: &RolloutConfig, deadline: Instant) -> Result<TargetInfo, TargetError> {
+pub async fn preflight(
+    url: &str,
+    cfg: &RolloutConfig,
+    deadline: Instant,
+) -> Result<TargetInfo, TargetError> {
     let config_url = format!("{url}/config");
     let body = http::send_retrying(&Call::get(&config_url), deadline)
         .await
@@ -106,12 +114,20 @@ pub async fn preflight(url: &str, cfg: &RolloutConfig, deadline: Instant) -> Res
     let routes = v["routes"].as_array().cloned().unwrap_or_default();
     let Some(r) = routes.iter().find(|r| r["name"].as_str() == Some(route)) else {
         let names: Vec<&str> = routes.iter().filter_map(|r| r["name"].as_str()).collect();
-        return Err(fail(url, format!("no route `{route}` (routes: {})", names.join(", "))));
+        return Err(fail(
+            url,
+            format!("no route `{route}` (routes: {})", names.join(", ")),
+        ));
     };
     let destinations = v["destinations"].as_object().cloned().unwrap_or_default();
     let t = &cfg.target;
     let mut needed: Vec<&str> = vec![&t.release, &t.baseline, &t.canary];
-    for w in cfg.stages.iter().map(|s| &s.weights).chain([&cfg.promote, &cfg.rollback]) {
+    for w in cfg
+        .stages
+        .iter()
+        .map(|s| &s.weights)
+        .chain([&cfg.promote, &cfg.rollback])
+    {
         needed.extend(w.keys().map(String::as_str));
     }
     for name in needed {
@@ -119,7 +135,14 @@ pub async fn preflight(url: &str, cfg: &RolloutConfig, deadline: Instant) -> Res
             let known: Vec<&String> = destinations.keys().collect();
             return Err(fail(
                 url,
-                format!("no destination `{name}` (destinations: {})", known.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")),
+                format!(
+                    "no destination `{name}` (destinations: {})",
+                    known
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             ));
         }
     }
@@ -128,7 +151,11 @@ pub async fn preflight(url: &str, cfg: &RolloutConfig, deadline: Instant) -> Res
         .map(|side| {
             let eps = destinations[t.destination(*side)]["endpoints"]
                 .as_array()
-                .map(|l| l.iter().filter_map(|e| e.as_str().map(str::to_owned)).collect())
+                .map(|l| {
+                    l.iter()
+                        .filter_map(|e| e.as_str().map(str::to_owned))
+                        .collect()
+                })
                 .unwrap_or_default();
             (*side, eps)
         })
@@ -144,7 +171,9 @@ pub async fn preflight(url: &str, cfg: &RolloutConfig, deadline: Instant) -> Res
 /// The route's split now.
 pub async fn get_split(url: &str, route: &str, deadline: Instant) -> Result<Weights, TargetError> {
     let u = format!("{url}/routes/{route}/split");
-    let body = http::send_retrying(&Call::get(&u), deadline).await.map_err(|e| fail(url, e))?;
+    let body = http::send_retrying(&Call::get(&u), deadline)
+        .await
+        .map_err(|e| fail(url, e))?;
     Ok(split_of(&json(url, &body)?["split"]))
 }
 
@@ -164,12 +193,18 @@ pub async fn set_split(
         body: Some(body),
         bearer: token,
     };
-    http::send_retrying(&call, deadline).await.map_err(|e| fail(url, e))?;
+    http::send_retrying(&call, deadline)
+        .await
+        .map_err(|e| fail(url, e))?;
     let now = get_split(url, route, deadline).await?;
     if &now != weights {
         return Err(fail(
             url,
-            format!("the split read back is {} instead of {}", show(&now), show(weights)),
+            format!(
+                "the split read back is {} instead of {}",
+                show(&now),
+                show(weights)
+            ),
         ));
     }
     Ok(())
@@ -180,5 +215,8 @@ pub fn show(w: &Weights) -> String {
     if w.is_empty() {
         return "(no weights)".to_owned();
     }
-    w.iter().map(|(k, v)| format!("{k} {v}")).collect::<Vec<_>>().join(" / ")
+    w.iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join(" / ")
 }

@@ -24,7 +24,11 @@ fn listening_inodes(port: u16) -> HashSet<u64> {
             if f.len() < 10 || f[3] != "0A" {
                 continue; // not LISTEN
             }
-            let Some(p) = f[1].rsplit(':').next().and_then(|h| u16::from_str_radix(h, 16).ok()) else {
+            let Some(p) = f[1]
+                .rsplit(':')
+                .next()
+                .and_then(|h| u16::from_str_radix(h, 16).ok())
+            else {
                 continue;
             };
             if p == port
@@ -48,18 +52,27 @@ fn pids_holding(inodes: &HashSet<u64>) -> Vec<u32> {
         return out;
     };
     for entry in procs.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
             continue; // gone, or not ours to read
         };
         let holds = fds.flatten().any(|fd| {
-            std::fs::read_link(fd.path()).ok().and_then(|l| {
-                let l = l.to_str()?.to_owned();
-                l.strip_prefix("socket:[")?.strip_suffix(']')?.parse::<u64>().ok()
-            })
-            .is_some_and(|inode| inodes.contains(&inode))
+            std::fs::read_link(fd.path())
+                .ok()
+                .and_then(|l| {
+                    let l = l.to_str()?.to_owned();
+                    l.strip_prefix("socket:[")?
+                        .strip_suffix(']')?
+                        .parse::<u64>()
+                        .ok()
+                })
+                .is_some_and(|inode| inodes.contains(&inode))
         });
         if holds {
             out.push(pid);
@@ -184,7 +197,10 @@ mod tests {
         let mut s = ProcessSource::default();
         let me = [std::process::id()];
         let first = s.read(&me).unwrap();
-        assert!(first.cpu.is_nan(), "no CPU figure without a previous reading");
+        assert!(
+            first.cpu.is_nan(),
+            "no CPU figure without a previous reading"
+        );
         assert!(first.rss > 1e6, "{}", first.rss);
         let start = Instant::now();
         let mut x = 0u64;

@@ -21,7 +21,10 @@ pub fn promql_duration(d: Duration) -> String {
 /// Fills in `{{scope}}` and `{{interval}}` (spaces inside the braces allowed).
 pub fn render(query: &str, scope: &str, interval: Duration) -> String {
     let mut out = query.to_owned();
-    for (name, value) in [("scope", scope.to_owned()), ("interval", promql_duration(interval))] {
+    for (name, value) in [
+        ("scope", scope.to_owned()),
+        ("interval", promql_duration(interval)),
+    ] {
         for pattern in [format!("{{{{{name}}}}}"), format!("{{{{ {name} }}}}")] {
             out = out.replace(&pattern, &value);
         }
@@ -51,16 +54,25 @@ pub fn value_of(answer: &Value) -> Result<(f64, Option<String>), String> {
                 1 => Ok((sample(&series[0]["value"]), None)),
                 n => Ok((
                     series.iter().map(|s| sample(&s["value"])).sum(),
-                    Some(format!("the query returned {n} series; their sum is used (aggregate with sum() to silence this)")),
+                    Some(format!(
+                        "the query returned {n} series; their sum is used (aggregate with sum() to silence this)"
+                    )),
                 )),
             }
         }
-        other => Err(format!("expected an instant vector or scalar, got {}", other.unwrap_or("nothing"))),
+        other => Err(format!(
+            "expected an instant vector or scalar, got {}",
+            other.unwrap_or("nothing")
+        )),
     }
 }
 
 /// Runs `query` at the current time.
-pub async fn instant(base: &str, query: &str, deadline: Instant) -> Result<(f64, Option<String>), String> {
+pub async fn instant(
+    base: &str,
+    query: &str,
+    deadline: Instant,
+) -> Result<(f64, Option<String>), String> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
@@ -69,7 +81,8 @@ pub async fn instant(base: &str, query: &str, deadline: Instant) -> Result<(f64,
     let body = http::send_retrying(&Call::get(&url), deadline)
         .await
         .map_err(|e| e.to_string())?;
-    let answer: Value = serde_json::from_slice(&body).map_err(|e| format!("{base}: the answer is not JSON: {e}"))?;
+    let answer: Value = serde_json::from_slice(&body)
+        .map_err(|e| format!("{base}: the answer is not JSON: {e}"))?;
     value_of(&answer)
 }
 
@@ -94,7 +107,8 @@ mod tests {
         assert_eq!(value_of(&one).unwrap(), (0.25, None));
         let none = json!({"status": "success", "data": {"resultType": "vector", "result": []}});
         assert!(value_of(&none).unwrap().0.is_nan());
-        let nan = json!({"status": "success", "data": {"resultType": "scalar", "result": [1.0, "NaN"]}});
+        let nan =
+            json!({"status": "success", "data": {"resultType": "scalar", "result": [1.0, "NaN"]}});
         assert!(value_of(&nan).unwrap().0.is_nan());
         let two = json!({"status": "success", "data": {"resultType": "vector", "result": [{"value": [1, "1"]}, {"value": [1, "2"]}]}});
         assert_eq!(value_of(&two).unwrap().0, 3.0);

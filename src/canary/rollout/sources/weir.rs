@@ -177,7 +177,9 @@ impl WeirSource {
         let mut out = WeirInterval::default();
         let mut seen = Vec::new();
         while let Some(joined) = tasks.join_next().await {
-            let Ok((target, result)) = joined else { continue };
+            let Ok((target, result)) = joined else {
+                continue;
+            };
             seen.push(target.clone());
             let body = match result {
                 Ok(b) => b,
@@ -189,7 +191,8 @@ impl WeirSource {
                 }
             };
             let Ok(v) = serde_json::from_slice::<Value>(&body) else {
-                out.notes.push(format!("{target}: /stats/latency is not JSON"));
+                out.notes
+                    .push(format!("{target}: /stats/latency is not JSON"));
                 out.failed.push(target.clone());
                 self.previous.remove(&target);
                 continue;
@@ -198,7 +201,11 @@ impl WeirSource {
                 instance: v["instance"].as_str().unwrap_or("").to_owned(),
                 destinations: v["destinations"]
                     .as_object()
-                    .map(|m| m.iter().map(|(k, d)| (k.clone(), Cumulative::parse(d))).collect())
+                    .map(|m| {
+                        m.iter()
+                            .map(|(k, d)| (k.clone(), Cumulative::parse(d)))
+                            .collect()
+                    })
                     .unwrap_or_default(),
             };
             let previous = self.previous.insert(target.clone(), now.clone());
@@ -206,7 +213,9 @@ impl WeirSource {
                 continue; // a first reading: the next interval diffs against it
             };
             if previous.instance != now.instance {
-                out.notes.push(format!("{target}: restarted; its next interval counts again"));
+                out.notes.push(format!(
+                    "{target}: restarted; its next interval counts again"
+                ));
                 continue;
             }
             let mut diffs = BTreeMap::new();
@@ -222,7 +231,9 @@ impl WeirSource {
                 }
             }
             if diffs.len() != names.len() {
-                out.notes.push(format!("{target}: its counts went back (statistics restarted); skipped once"));
+                out.notes.push(format!(
+                    "{target}: its counts went back (statistics restarted); skipped once"
+                ));
                 continue;
             }
             for (side, d) in diffs {
@@ -251,14 +262,21 @@ mod tests {
     #[test]
     fn a_diff_is_exactly_the_interval() {
         let before = cumulative(10, 1, &[((100, 100), 5), ((2000, 2015), 5)]);
-        let after = cumulative(14, 1, &[((100, 100), 5), ((2000, 2015), 8), ((9000, 9063), 1)]);
+        let after = cumulative(
+            14,
+            1,
+            &[((100, 100), 5), ((2000, 2015), 8), ((9000, 9063), 1)],
+        );
         let d = after.since(&before).unwrap();
         assert_eq!(d.requests, 4);
         assert_eq!(d.buckets.len(), 2);
         // Of the interval's 4 latencies, three are ~2 ms and one ~9 ms: p50 is ~2 ms.
         assert!((d.quantile_ms(0.5) - 2.0075).abs() < 1e-9);
         assert!((d.quantile_ms(0.99) - 9.0315).abs() < 1e-9);
-        assert!(before.since(&after).is_none(), "counts going back are a restart");
+        assert!(
+            before.since(&after).is_none(),
+            "counts going back are a restart"
+        );
     }
 
     #[test]
@@ -278,7 +296,10 @@ mod tests {
         assert!(i.value(WeirQuery::Requests, Side::Baseline).is_nan());
         assert_eq!(
             i.counts(WeirQuery::SuccessRate, Side::Canary),
-            Some(Counts { successes: 3, total: 4 })
+            Some(Counts {
+                successes: 3,
+                total: 4
+            })
         );
     }
 }
