@@ -2,8 +2,10 @@
 //!
 //! Three synthetic upstreams (release, baseline and a slightly slower canary with a few
 //! errors), the proxy on an 80/10/10 split, and a steady client load; once a second a
-//! table shows how the traffic divides.
+//! table shows how the traffic divides. With `--canary good|bad`, a whole canary rollout
+//! instead ([`canary`]).
 
+pub mod canary;
 mod load;
 
 use std::collections::HashMap;
@@ -29,6 +31,8 @@ pub struct DemoOptions {
     /// Client requests per second.
     pub rate: u32,
     pub connections: u32,
+    /// Roll out a good or a bad canary instead of the plain split.
+    pub canary: Option<canary::CanaryKind>,
 }
 
 /// Why the demo could not run.
@@ -42,16 +46,23 @@ pub enum DemoError {
     Start(#[from] crate::server::StartError),
     #[error("cannot start the demo runtime: {0}")]
     Runtime(#[source] std::io::Error),
+    #[error("the embedded rollout is invalid: {0}")]
+    Rollout(#[source] crate::canary::judge::InputError),
 }
 
-pub fn run(opts: DemoOptions) -> Result<(), DemoError> {
+/// Runs the demo; returns the exit status (the canary demo's is 0 when the outcome is
+/// the expected one).
+pub fn run(opts: DemoOptions) -> Result<u8, DemoError> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("weir-demo")
         .enable_all()
         .build()
         .map_err(DemoError::Runtime)?;
-    rt.block_on(demo(opts))
+    match opts.canary {
+        Some(kind) => rt.block_on(canary::run(&opts, kind)),
+        None => rt.block_on(demo(opts)).map(|()| 0),
+    }
 }
 
 async fn demo(opts: DemoOptions) -> Result<(), DemoError> {

@@ -64,6 +64,15 @@ enum Command {
         /// Runtime threads (default: one per available CPU).
         #[arg(long)]
         workers: Option<usize>,
+        /// CPU time to burn per request (real work on the serving thread), e.g. `2ms`.
+        #[arg(long, value_parser = duration::parse, default_value = "0")]
+        cpu_per_request: Duration,
+        /// Bytes of memory to keep per request (written, so resident), up to --leak-cap.
+        #[arg(long, default_value_t = 0)]
+        leak_per_request: usize,
+        /// The most memory --leak-per-request keeps, in bytes.
+        #[arg(long, default_value_t = weir::synthetic::DEFAULT_LEAK_CAP)]
+        leak_cap: usize,
     },
     /// Judge canary against baseline samples as Kayenta does: exit 0 pass, 3 marginal,
     /// 1 fail, 2 bad input.
@@ -99,13 +108,23 @@ enum Command {
         /// Stop after this long (e.g. `30s`); default: until Ctrl-C.
         #[arg(long, value_parser = duration::parse)]
         duration: Option<Duration>,
-        /// Client requests per second.
-        #[arg(long, default_value_t = 200)]
-        rate: u32,
+        /// Client requests per second (default 200; 400 with --canary).
+        #[arg(long)]
+        rate: Option<u32>,
         /// Client keep-alive connections.
         #[arg(long, default_value_t = 8)]
         connections: u32,
+        /// Roll out a canary instead: `good` is promoted, `bad` (twice the CPU, memory
+        /// growing) rolled back. Exit 0 when the outcome is the expected one.
+        #[arg(long, value_enum)]
+        canary: Option<DemoCanary>,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DemoCanary {
+    Good,
+    Bad,
 }
 
 // mimalloc: the request path allocates and frees a few dozen small blocks per request
@@ -138,6 +157,9 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             error_rate,
             body_bytes,
             workers,
+            cpu_per_request,
+            leak_per_request,
+            leak_cap,
         } => {
             anyhow::ensure!(
                 (0.0..=1.0).contains(&error_rate),
@@ -148,6 +170,9 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 latency,
                 error_rate,
                 body_bytes,
+                cpu_per_request,
+                leak_per_request,
+                leak_cap,
             };
             upstream(listen, profile, workers)
         }
@@ -163,15 +188,21 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             duration,
             rate,
             connections,
+            canary,
         } => {
-            weir::demo::run(weir::demo::DemoOptions {
+            let canary = canary.map(|c| match c {
+                DemoCanary::Good => weir::demo::canary::CanaryKind::Good,
+                DemoCanary::Bad => weir::demo::canary::CanaryKind::Bad,
+            });
+            let code = weir::demo::run(weir::demo::DemoOptions {
                 listen,
                 admin,
                 duration,
-                rate,
+                rate: rate.unwrap_or(if canary.is_some() { 400 } else { 200 }),
                 connections,
+                canary,
             })?;
-            Ok(ExitCode::SUCCESS)
+            Ok(ExitCode::from(code))
         }
     }
 }

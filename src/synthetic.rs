@@ -4,10 +4,12 @@
 //! Every request gets, after a latency drawn uniformly from the configured range, a 200
 //! whose body names the upstream (and the header `x-weir-upstream: NAME`), or a 500 at
 //! the configured error rate. Request bodies are read to the end and their size is
-//! echoed in `x-weir-request-bytes`. WebSocket upgrades get an echo server.
+//! echoed in `x-weir-request-bytes`. WebSocket upgrades get an echo server. A profile
+//! can also burn CPU and keep memory per request, to play a costlier version.
 
 mod delay;
 mod websocket;
+mod work;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -74,7 +76,15 @@ pub struct Profile {
     pub error_rate: f64,
     /// Response body size; `None` means just the name and a newline.
     pub body_bytes: Option<usize>,
+    /// CPU time burnt per request (busy on the serving thread).
+    pub cpu_per_request: Duration,
+    /// Bytes kept for good per request, until `leak_cap` bytes are kept.
+    pub leak_per_request: usize,
+    pub leak_cap: usize,
 }
+
+/// The default cap on leaked memory: enough to show, not enough to hurt.
+pub const DEFAULT_LEAK_CAP: usize = 256 * 1024 * 1024;
 
 impl Profile {
     pub fn new(name: &str) -> Self {
@@ -83,6 +93,9 @@ impl Profile {
             latency: LatencyRange::default(),
             error_rate: 0.0,
             body_bytes: None,
+            cpu_per_request: Duration::ZERO,
+            leak_per_request: 0,
+            leak_cap: DEFAULT_LEAK_CAP,
         }
     }
 }
@@ -184,6 +197,8 @@ async fn answer(p: &Prepared, req: Request<Incoming>) -> Response<Full<Bytes>> {
         }
     }
     delay::sleep(p.profile.latency.sample()).await;
+    work::burn(p.profile.cpu_per_request);
+    work::leak(p.profile.leak_per_request, p.profile.leak_cap);
     let failed = p.profile.error_rate > 0.0 && random::next_f64() < p.profile.error_rate;
     let (status, body) = if failed {
         (StatusCode::INTERNAL_SERVER_ERROR, p.error_body.clone())
