@@ -9,3 +9,4 @@ cargo build --release --locked --quiet
 bash "$here/core.sh"
 bash "$here/tls.sh"
 bash "$here/prometheus.sh"
+bash "$here/canary_prometheus.sh"

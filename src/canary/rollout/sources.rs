@@ -154,7 +154,14 @@ impl Collector {
                     why = note.filter(|_| v.is_nan());
                     Value::Number(v)
                 }
-                (Ok((s, _)), Some(Ok((t, _)))) => {
+                (Ok((s, note)), Some(Ok((t, _)))) => {
+                    // No series for the events (no 5xx yet: the series does not exist)
+                    // while there were trials: that is zero events.
+                    let s = if s.is_nan() && note.is_some() && t.is_finite() {
+                        0.0
+                    } else {
+                        s
+                    };
                     let ok = s.is_finite() && t.is_finite() && s >= 0.0 && t >= s;
                     if !ok {
                         why = Some(format!("successes {s} and total {t} are not counts"));
