@@ -277,7 +277,9 @@ fn canary(config: PathBuf, report: Option<PathBuf>, dry_run: bool) -> anyhow::Re
             rollout::Outcome::RolledBack(why) if dry_run =>
                 format!("dry run: would roll back: {why}"),
             rollout::Outcome::RolledBack(why) => format!("rolled back: {why}"),
+            rollout::Outcome::Interrupted if dry_run => "interrupted".to_owned(),
             rollout::Outcome::Interrupted => "interrupted: rolled back".to_owned(),
+            rollout::Outcome::LostTarget(why) if dry_run => format!("lost a target: {why}"),
             rollout::Outcome::LostTarget(why) => format!("lost a target, rolled back: {why}"),
             rollout::Outcome::Preflight(why) => why.clone(),
             rollout::Outcome::PromoteFailed(why) => why.clone(),

@@ -7,6 +7,9 @@ use serde_json::{Map, Value};
 use super::InputError;
 use super::settings::{MetricSettings, Test};
 
+/// The most trials a side of a proportions test may have.
+pub const MAX_TRIALS: u64 = 1_000_000_000_000;
+
 /// Pass and marginal thresholds on the total score.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Thresholds {
@@ -177,6 +180,14 @@ fn counts(v: Option<&Value>, path: &str) -> Result<Counts, InputError> {
         successes: count(obj, path, "successes")?,
         total: count(obj, path, "total")?,
     };
+    // Far beyond any canary's traffic, and where summing the exact test's terms one by
+    // one would take minutes.
+    if c.total > MAX_TRIALS {
+        return Err(InputError::at(
+            format!("{path}.total"),
+            format!("{} trials: at most {MAX_TRIALS} are supported", c.total),
+        ));
+    }
     if c.successes > c.total {
         return Err(InputError::at(
             format!("{path}.successes"),

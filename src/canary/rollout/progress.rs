@@ -56,7 +56,7 @@ fn value(v: Option<&sources::Value>) -> String {
             let a = x.abs();
             if a >= 1e6 {
                 format!("{:.1}M", x / 1e6)
-            } else if a >= 100.0 {
+            } else if a >= 100.0 || x.fract() == 0.0 {
                 format!("{x:.0}")
             } else {
                 format!("{x:.3}")
