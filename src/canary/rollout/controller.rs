@@ -458,7 +458,7 @@ impl Run<'_> {
             let _ = self.collector.collect(cfg, &self.targets, deadline).await;
             self.report.stage_update(
                 "analysis_started",
-                serde_json::json!(crate::admin::rfc3339(SystemTime::now())),
+                serde_json::json!(super::report::rfc3339(SystemTime::now())),
             );
             let points_wanted = (stage.duration.as_secs_f64() / cfg.interval.as_secs_f64())
                 .round()
@@ -521,7 +521,7 @@ impl Run<'_> {
             self.last_judgement = Some(j);
             self.report.stage_update(
                 "ended",
-                serde_json::json!(crate::admin::rfc3339(SystemTime::now())),
+                serde_json::json!(super::report::rfc3339(SystemTime::now())),
             );
             self.report.stage_update("score", serde_json::json!(score));
             let _ = self.report.save();

@@ -9,7 +9,6 @@ use serde_json::{Map, Value, json};
 
 use super::config::{RolloutConfig, Side, Weights};
 use super::sources::{self, Interval};
-use crate::admin::rfc3339;
 
 /// Why the report could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +24,21 @@ pub struct ReportError {
 pub struct Report {
     dir: PathBuf,
     doc: Map<String, Value>,
+}
+
+/// `2026-12-02T13:10:41.123Z`: report times, as weir's admin API writes them.
+pub fn rfc3339(t: SystemTime) -> String {
+    let since = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (year, month, day) = crate::civil::civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        since.subsec_millis()
+    )
 }
 
 /// `weir-canary-YYYYMMDD-HHMMSS` for `t` (UTC).
@@ -198,6 +212,12 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_are_rfc3339() {
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(951_782_400_123);
+        assert_eq!(rfc3339(t), "2000-02-29T00:00:00.123Z");
+    }
 
     #[test]
     fn default_dir_is_dated() {
