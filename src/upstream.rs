@@ -64,11 +64,6 @@ impl Destination {
     fn next_endpoint(&self) -> usize {
         self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len()
     }
-
-    /// Requests refused at once because the in-flight requests and the queue were full.
-    pub fn overflows(&self) -> u64 {
-        self.limiter.overflows()
-    }
 }
 
 /// One `host:port` of a destination, with its connection pool.

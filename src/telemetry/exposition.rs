@@ -123,15 +123,28 @@ pub fn render_prometheus(stats: &ProxyStats, ctx: &ExpositionContext<'_>) -> Str
         "weir_downstream_connections_total {}",
         stats.downstream_total()
     );
+    family(
+        &mut out,
+        "weir_downstream_connections_overflow_total",
+        "counter",
+        "Client connections closed at accept because max_connections were open.",
+    );
+    let _ = writeln!(
+        out,
+        "weir_downstream_connections_overflow_total {}",
+        stats.downstream_overflow()
+    );
 
     // Gauges and counters by destination name. A reload that relabels a destination
     // leaves an older stats object behind; sum them so each name is one series.
-    let mut by_name: BTreeMap<&str, [i64; 3]> = BTreeMap::new();
+    let mut by_name: BTreeMap<&str, [i64; 5]> = BTreeMap::new();
     for d in &all {
         let e = by_name.entry(&d.name).or_default();
         e[0] += d.upstream_active();
         e[1] += d.upstream_total() as i64;
         e[2] += d.requests_active();
+        e[3] += d.connect_failures() as i64;
+        e[4] += d.overflows() as i64;
     }
     for (name, help, kind, i) in [
         (
@@ -151,6 +164,18 @@ pub fn render_prometheus(stats: &ProxyStats, ctx: &ExpositionContext<'_>) -> Str
             "Requests in flight, by destination.",
             "gauge",
             2,
+        ),
+        (
+            "weir_upstream_connect_failures_total",
+            "Upstream connects that failed, by destination.",
+            "counter",
+            3,
+        ),
+        (
+            "weir_upstream_overflow_total",
+            "Requests refused with UO (in-flight limit and queue full), by destination.",
+            "counter",
+            4,
         ),
     ] {
         family(&mut out, name, kind, help);

@@ -66,6 +66,11 @@ pub struct DestinationStats {
     requests_active: AtomicI64,
     upstream_active: AtomicI64,
     upstream_total: AtomicU64,
+    /// Connects that failed (Envoy's `upstream_cx_connect_fail`).
+    connect_failures: AtomicU64,
+    /// Requests refused with `UO`: in-flight limit and queue full (Envoy's
+    /// `upstream_rq_pending_overflow`).
+    overflows: AtomicU64,
     pub series: SeriesSet,
     pub latency: LatencyWindow,
     /// Cumulative duration sum (µs) and count, for the summary's `_sum` and `_count`.
@@ -82,6 +87,8 @@ impl DestinationStats {
             requests_active: AtomicI64::new(0),
             upstream_active: AtomicI64::new(0),
             upstream_total: AtomicU64::new(0),
+            connect_failures: AtomicU64::new(0),
+            overflows: AtomicU64::new(0),
             series: SeriesSet::default(),
             latency: LatencyWindow::new(window),
             duration_sum_us: AtomicU64::new(0),
@@ -125,6 +132,22 @@ impl DestinationStats {
 
     pub fn upstream_connection_closed(&self) {
         self.upstream_active.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn connect_failed(&self) {
+        self.connect_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn overflowed(&self) {
+        self.overflows.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn connect_failures(&self) -> u64 {
+        self.connect_failures.load(Ordering::Relaxed)
+    }
+
+    pub fn overflows(&self) -> u64 {
+        self.overflows.load(Ordering::Relaxed)
     }
 
     pub fn requests_active(&self) -> i64 {

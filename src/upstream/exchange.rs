@@ -90,7 +90,9 @@ pub async fn forward<B: BodySource, S: ResponseSink>(
     deadline: Option<Instant>,
 ) -> Result<Response, Failure> {
     let forwarding = async {
-        let in_flight = destination.limiter.enter().await?;
+        let in_flight = destination.limiter.enter().await.inspect_err(|_| {
+            destination.stats.overflowed();
+        })?;
         attempts(destination, outbound, body, sink, in_flight).await
     };
     match deadline {

@@ -6,7 +6,7 @@
 //! kept across config reloads.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::Semaphore;
 
@@ -18,8 +18,6 @@ pub(crate) struct Limiter {
     places: Semaphore,
     waiting: AtomicUsize,
     max_waiting: usize,
-    /// Requests refused because the queue was full.
-    overflows: AtomicU64,
 }
 
 impl Limiter {
@@ -28,7 +26,6 @@ impl Limiter {
             places: Semaphore::new(max_requests),
             waiting: AtomicUsize::new(0),
             max_waiting,
-            overflows: AtomicU64::new(0),
         }
     }
 
@@ -41,7 +38,6 @@ impl Limiter {
         }
         if self.waiting.fetch_add(1, Ordering::Relaxed) >= self.max_waiting {
             self.waiting.fetch_sub(1, Ordering::Relaxed);
-            self.overflows.fetch_add(1, Ordering::Relaxed);
             return Err(Failure::Overflow);
         }
         let place = self.places.acquire().await;
@@ -54,10 +50,6 @@ impl Limiter {
             // The semaphore is never closed.
             Err(_) => Err(Failure::Overflow),
         }
-    }
-
-    pub(crate) fn overflows(&self) -> u64 {
-        self.overflows.load(Ordering::Relaxed)
     }
 }
 
@@ -86,7 +78,6 @@ mod tests {
         };
         tokio::task::yield_now().await;
         assert!(matches!(limiter.enter().await, Err(Failure::Overflow)));
-        assert_eq!(limiter.overflows(), 1);
         drop(a);
         assert!(waiting.await.unwrap().is_ok());
     }

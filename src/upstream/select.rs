@@ -118,6 +118,7 @@ impl<'a> EndpointCursor<'a> {
     pub(super) fn connect_failed(&mut self, error: &ConnectError) -> bool {
         let endpoint = self.endpoint();
         endpoint.health.connect_failed();
+        endpoint.stats.connect_failed();
         endpoint.note_connect_failure(&self.destination.name, error);
         if !self.retry_left {
             return false;
