@@ -121,6 +121,20 @@ fn facts<'b>(headers: &[Header<'b>], roles: &mut [Role]) -> Result<Facts<'b>, He
                 }
             }
             Role::ContentType => f.grpc = h.value.starts_with(b"application/grpc"),
+            // `Content_Length` and `Transfer_Encoding` are other headers to weir, but
+            // servers that map `_` to `-` read them as framing: a request carrying one
+            // would be framed two ways.
+            Role::EndToEnd if matches!(h.name.len(), 14 | 17) && h.name.contains('_') => {
+                let dashed = h.name.replace('_', "-");
+                if matches!(
+                    crate::headers::role(&dashed),
+                    Role::ContentLength | Role::TransferEncoding
+                ) {
+                    return Err(HeadError::Invalid(
+                        "a framing header name spelt with underscores is refused",
+                    ));
+                }
+            }
             _ => {}
         }
     }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use http::HeaderMap;
 
 use super::{Failure, RequestBody};
-use crate::headers::{HeaderSink, MapSink};
+use crate::headers::{HeaderSink, MapSink, Role, role, trim_ows};
 use crate::http1::ResponseHead;
 use crate::telemetry::BodyMeter;
 
@@ -24,8 +24,15 @@ pub enum Trailers {
 }
 
 impl Trailers {
-    /// Every field as `(name, value)`.
+    /// Writes the fields a trailer section may carry: end-to-end ones only. Framing,
+    /// routing, connection and forwarding fields are dropped (RFC 9110 §6.5.1 forbids
+    /// them in trailers; a peer that merged them would be steered by them).
     pub fn write_to(&self, sink: &mut impl HeaderSink) {
+        let mut field = |name: &str, value: &[u8]| {
+            if role(name) == Role::EndToEnd {
+                sink.field(name, value);
+            }
+        };
         match self {
             Trailers::Lines(lines) => {
                 for line in lines.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
@@ -33,13 +40,13 @@ impl Trailers {
                     if let Some(colon) = line.iter().position(|&b| b == b':')
                         && let Ok(name) = std::str::from_utf8(&line[..colon])
                     {
-                        sink.field(name, line[colon + 1..].trim_ascii_start());
+                        field(name, trim_ows(&line[colon + 1..]));
                     }
                 }
             }
             Trailers::Map(map) => {
                 for (name, value) in map {
-                    sink.field(name.as_str(), value.as_bytes());
+                    field(name.as_str(), value.as_bytes());
                 }
             }
         }
