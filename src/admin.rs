@@ -5,6 +5,9 @@
 //! set, which the config requires whenever `admin` is not a loopback address.
 
 mod config_api;
+
+#[cfg(feature = "fuzzing")]
+pub(crate) use config_api::parse_weights;
 mod stats_api;
 
 use std::convert::Infallible;

@@ -30,6 +30,8 @@ mod civil;
 mod codec;
 pub mod config;
 pub mod demo;
+#[cfg(feature = "fuzzing")]
+pub mod fuzz;
 pub(crate) mod headers;
 mod http1;
 pub(crate) mod listener;

@@ -185,7 +185,7 @@ pub fn delete_split(shared: &Shared, route: &str) -> AdminResponse {
     }
 }
 
-fn parse_weights(body: &Bytes) -> Result<Vec<(String, u32)>, String> {
+pub(crate) fn parse_weights(body: &Bytes) -> Result<Vec<(String, u32)>, String> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
         format!(
             "the body is not JSON ({e}): send an object such as {{\"release\": 90, \"canary\": 10}}"
