@@ -220,6 +220,13 @@ pub(crate) fn parse_request<'h, 'b>(
     let roles = &mut roles[..headers.len()];
     let f = facts(headers, roles)?;
     let roles: &'h [Role] = roles;
+    // A request names its host once; HTTP/1.1 must name it (RFC 9112 §3.2).
+    if f.hosts > 1 {
+        return Err(HeadError::Invalid("more than one host header"));
+    }
+    if minor == 1 && f.hosts == 0 {
+        return Err(HeadError::Invalid("missing host header"));
+    }
     let framing = match (f.chunked, f.content_length) {
         (Some(_), Some(_)) => {
             return Err(HeadError::Invalid(
@@ -362,7 +369,8 @@ mod tests {
         assert_eq!(r.facts.host, Some("shop:80"));
 
         let mut s = header_storage();
-        let raw = b"GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+        let raw =
+            b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
         assert!(parse_request(raw, &mut s).unwrap().unwrap().upgrade);
 
         let mut s = header_storage();
@@ -379,22 +387,47 @@ mod tests {
 
     #[test]
     fn request_smuggling_shapes_are_refused() {
-        for raw in [
-            &b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
-            b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
-            b"POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n",
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
-            b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+        for (raw, why) in [
+            (
+                &b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+                "both content-length and transfer-encoding are present",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+                "conflicting content-length headers",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n",
+                "invalid content-length",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+                "transfer-encoding must end with chunked (and needs HTTP/1.1)",
+            ),
+            (
+                b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "transfer-encoding must end with chunked (and needs HTTP/1.1)",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                "transfer codings other than chunked are not supported",
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nContent_Length: 5\r\n\r\n",
+                "a framing header name spelt with underscores is refused",
+            ),
+            (b"GET / HTTP/1.1\r\n\r\n", "missing host header"),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n",
+                "more than one host header",
+            ),
         ] {
             let mut s = header_storage();
-            assert!(
-                parse_request(raw, &mut s).is_err(),
-                "{}",
-                String::from_utf8_lossy(raw)
-            );
+            let got = parse_request(raw, &mut s).map(|_| ()).unwrap_err();
+            assert_eq!(got.to_string(), why, "{}", String::from_utf8_lossy(raw));
         }
         let mut s = header_storage();
-        let raw = b"POST / HTTP/1.1\r\nContent-Length: 7, 7\r\n\r\n";
+        let raw = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 7, 7\r\n\r\n";
         assert_eq!(
             parse_request(raw, &mut s).unwrap().unwrap().framing,
             Framing::Length(7)

@@ -197,15 +197,6 @@ impl<I: AsyncRead + AsyncWrite + Unpin> ClientConn<I> {
                     _ => return Err((400, "invalid request target")),
                 }
             };
-        // An HTTP/1.1 request names its host once (RFC 9112 §3.2).
-        if head.minor == 1 && head.facts.hosts != 1 {
-            let why = if head.facts.hosts == 0 {
-                "missing host header"
-            } else {
-                "more than one host header"
-            };
-            return Err((400, why));
-        }
         let (target, path, query) = match &absolute {
             Some(uri) => {
                 let target = uri.path_and_query().map_or("/", |p| p.as_str());
