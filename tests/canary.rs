@@ -175,7 +175,7 @@ struct Canary {
 
 impl Canary {
     fn start(config: &Path, report: &Path, extra: &[&str]) -> Canary {
-        let child = Command::new(WEIR)
+        let child = Command::new(weir_bin())
             .arg("canary")
             .arg("--config")
             .arg(config)

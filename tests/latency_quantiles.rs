@@ -23,7 +23,7 @@ struct Upstream {
 
 impl Upstream {
     fn start(name: &str, latency: &str) -> Upstream {
-        let mut child = Command::new(WEIR)
+        let mut child = Command::new(weir_bin())
             .args([
                 "--log-format",
                 "json",

@@ -42,7 +42,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// The binary under test.
+/// The binary cargo built for these tests. Launch weir through [`weir_bin`], which
+/// `WEIR_BIN` overrides (see `process.rs`).
 pub const WEIR: &str = env!("CARGO_BIN_EXE_weir");
 
 /// Runs a test body with a hang guard: a test that has not finished by then fails.

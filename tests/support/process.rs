@@ -1,8 +1,23 @@
 //! The `weir` process under test: started on a config in a temporary directory (or a
 //! file the test owns, for reloads), its ports read from its startup line, its stderr
 //! captured, killed on drop; and one-shot `weir check` / `weir run` invocations.
+//!
+//! **`WEIR_BIN`**: every weir process the tests start runs [`weir_bin`]: the binary
+//! cargo built (`CARGO_BIN_EXE_weir`), or the one `WEIR_BIN=/path/to/weir` names. Run
+//! the same tests against another build (a previous release, to see which tests fail
+//! without a fix) with `WEIR_BIN=/tmp/weir-before cargo test --test hardening`.
+//! In-process parts (the synthetic upstream) still come from this crate.
 
 use super::*;
+
+/// The weir binary the tests launch: `WEIR_BIN` when set (and not empty), else the
+/// one cargo built for this test run.
+pub fn weir_bin() -> PathBuf {
+    match std::env::var_os("WEIR_BIN") {
+        Some(path) if !path.is_empty() => PathBuf::from(path),
+        _ => PathBuf::from(WEIR),
+    }
+}
 
 /// How long weir may take to start and report ready.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -79,7 +94,7 @@ impl Weir {
         };
         // WEIR_TEST_LOG_LEVEL=debug shows weir's debug lines in failing tests' output.
         let level = std::env::var("WEIR_TEST_LOG_LEVEL").unwrap_or_else(|_| "info".into());
-        let mut child = Command::new(WEIR)
+        let mut child = Command::new(weir_bin())
             .args([
                 "--log-format",
                 fmt,
@@ -314,7 +329,7 @@ pub fn weir_output_env(
     env: &[(&str, &str)],
     timeout: Duration,
 ) -> std::process::Output {
-    let mut child = Command::new(WEIR)
+    let mut child = Command::new(weir_bin())
         .args(args)
         .env_remove("RUST_LOG")
         .envs(env.iter().copied())
