@@ -21,6 +21,7 @@
 mod support;
 
 mod framing;
+mod preface;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -95,4 +96,68 @@ fn has_flag(line: &serde_json::Value, flag: &str) -> bool {
     line["flags"]
         .as_str()
         .is_some_and(|v| v.split(',').any(|f| f == flag))
+}
+
+/// HTTP/2 frames on raw TCP (RFC 9113 §4.1), for what no client library sends.
+mod frames {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    pub const SETTINGS: u8 = 4;
+    pub const PING: u8 = 6;
+    pub const ACK: u8 = 1;
+    /// SETTINGS_MAX_CONCURRENT_STREAMS.
+    pub const MAX_CONCURRENT_STREAMS: u16 = 3;
+
+    pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let len = payload.len() as u32;
+        let mut out = len.to_be_bytes()[1..].to_vec();
+        out.push(kind);
+        out.push(flags);
+        out.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
+        out.extend_from_slice(payload);
+        out
+    }
+
+    /// One frame: `(type, flags, stream, payload)`; `None` at the end of the stream.
+    pub async fn read(stream: &mut TcpStream) -> Option<(u8, u8, u32, Vec<u8>)> {
+        let mut head = [0u8; 9];
+        stream.read_exact(&mut head).await.ok()?;
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        let mut payload = vec![0u8; len];
+        stream.read_exact(&mut payload).await.ok()?;
+        Some((head[3], head[4], id, payload))
+    }
+
+    /// Opens an HTTP/2 connection (preface and an empty SETTINGS) and returns it with
+    /// the server's first SETTINGS frame as `(identifier, value)` pairs.
+    pub async fn open(addr: std::net::SocketAddr) -> (TcpStream, Vec<(u16, u32)>) {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        let mut hello = PREFACE.to_vec();
+        hello.extend(frame(SETTINGS, 0, 0, &[]));
+        stream.write_all(&hello).await.expect("write preface");
+        loop {
+            let (kind, flags, _, payload) = read(&mut stream)
+                .await
+                .expect("the server closed before its SETTINGS");
+            if kind == SETTINGS && flags & ACK == 0 {
+                let settings = payload
+                    .chunks_exact(6)
+                    .map(|c| {
+                        (
+                            u16::from_be_bytes([c[0], c[1]]),
+                            u32::from_be_bytes([c[2], c[3], c[4], c[5]]),
+                        )
+                    })
+                    .collect();
+                stream
+                    .write_all(&frame(SETTINGS, ACK, 0, &[]))
+                    .await
+                    .expect("write SETTINGS ack");
+                return (stream, settings);
+            }
+        }
+    }
 }
