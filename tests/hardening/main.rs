@@ -22,6 +22,7 @@ mod support;
 
 mod framing;
 mod preface;
+mod timeouts;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
