@@ -23,6 +23,7 @@ mod support;
 mod framing;
 mod preface;
 mod timeouts;
+mod zero_window;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
