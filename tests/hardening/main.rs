@@ -20,7 +20,9 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod endpoints;
 mod framing;
+mod limits;
 mod preface;
 mod timeouts;
 mod zero_window;
