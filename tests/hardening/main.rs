@@ -20,6 +20,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod admin;
 mod endpoints;
 mod framing;
 mod limits;
