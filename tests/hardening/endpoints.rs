@@ -55,6 +55,11 @@ async fn a_dead_endpoint_is_backed_off_and_used_again_once_it_listens() {
         }
         let took = start.elapsed();
         assert!(took < Duration::from_secs(2), "200 requests took {took:?}");
+        let attempts = metric(
+            &weir,
+            "weir_upstream_connect_failures_total{destination=\"app\"}",
+        )
+        .await;
 
         // Until the next warning (5 s after the first at the earliest), one request per
         // 100 ms: its count is the attempts since the first.
@@ -78,6 +83,12 @@ async fn a_dead_endpoint_is_backed_off_and_used_again_once_it_listens() {
             "{} connect attempts in about 6 s of requests to a dead endpoint (backoff allows \
              about 6); warnings: {failures:?}",
             failures[1]
+        );
+
+        assert!(
+            attempts.is_some_and(|n| n <= 10),
+            "{attempts:?} connect attempts (weir_upstream_connect_failures_total) during the \
+             200 requests ({took:?})"
         );
 
         // It comes back: served again within the backoff cap (8 s) and a little.

@@ -69,7 +69,6 @@ async fn the_connection_over_max_connections_is_closed_at_once() {
 
 /// The overflow is counted where operators look: `/metrics`.
 #[tokio::test]
-#[ignore = "defect: connections refused at max_connections are counted (ProxyStats::downstream_overflow) but /metrics does not expose the count"]
 async fn connections_refused_at_the_limit_are_counted_in_metrics() {
     within(60, async {
         let upstream = synthetic("app").await;
@@ -84,14 +83,9 @@ async fn connections_refused_at_the_limit_are_counted_in_metrics() {
             let (_, closed) = read_until_close(&mut refused, Duration::from_secs(5)).await;
             assert!(closed);
         }
-        let (_, metrics) = admin_get(weir.admin, "/metrics").await.unwrap();
-        let line = metrics
-            .lines()
-            .find(|l| l.starts_with("weir_downstream_connections_overflow_total"));
         assert_eq!(
-            line.and_then(|l| l.split_whitespace().last()),
-            Some("3"),
-            "no weir_downstream_connections_overflow_total 3 in /metrics"
+            metric(&weir, "weir_downstream_connections_overflow_total").await,
+            Some(3)
         );
     })
     .await;
@@ -190,6 +184,11 @@ routes:
                 "{proto}: {summary:?}"
             );
         }
+        assert_eq!(
+            metric(&weir, "weir_upstream_overflow_total{destination=\"app\"}").await,
+            Some(6),
+            "UO counted per destination"
+        );
     })
     .await;
 }

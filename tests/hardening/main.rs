@@ -96,6 +96,21 @@ fn upstream_active(json: &serde_json::Value) -> i64 {
         .expect("destinations.app.upstream_active")
 }
 
+/// The value of the series `series` (name and labels as exposed, e.g.
+/// `weir_upstream_overflow_total{destination="app"}`) in `/metrics`; `None` when absent.
+async fn metric(weir: &Weir, series: &str) -> Option<u64> {
+    let (_, text) = admin_get(weir.admin, "/metrics")
+        .await
+        .expect("GET /metrics");
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
 /// Whether an access-log line carries response flag `flag`.
 fn has_flag(line: &serde_json::Value, flag: &str) -> bool {
     line["flags"]
