@@ -125,8 +125,17 @@ mod frames {
 
     pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
     pub const SETTINGS: u8 = 4;
+    pub const HEADERS: u8 = 1;
+    pub const RST_STREAM: u8 = 3;
     pub const PING: u8 = 6;
+    /// HEADERS flags END_STREAM | END_HEADERS.
+    pub const END_STREAM_HEADERS: u8 = 0x5;
+    /// RST_STREAM's REFUSED_STREAM.
+    pub const REFUSED_STREAM: u32 = 7;
     pub const ACK: u8 = 1;
+    /// A GET of `/` for `shop`, HPACK-encoded without the dynamic table: `:method GET`,
+    /// `:scheme http`, `:path /` indexed, `:authority shop` literal, not indexed.
+    pub const GET_SHOP: &[u8] = &[0x82, 0x86, 0x84, 0x01, 0x04, b's', b'h', b'o', b'p'];
     /// SETTINGS_MAX_CONCURRENT_STREAMS.
     pub const MAX_CONCURRENT_STREAMS: u16 = 3;
 

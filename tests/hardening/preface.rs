@@ -64,6 +64,50 @@ async fn settings_advertise_the_stream_limit() {
     .await;
 }
 
+/// A client that ignores the advertised limit: the stream over it is refused
+/// (REFUSED_STREAM), the 100 before it are served.
+#[tokio::test]
+async fn streams_over_the_limit_are_refused() {
+    within(60, async {
+        let mut profile = weir::synthetic::Profile::new("app");
+        profile.latency = weir::synthetic::LatencyRange::fixed(Duration::from_secs(2));
+        let upstream = synthetic_with(profile).await;
+        let weir = weir_to(upstream, "access_log: false").await;
+        let (mut stream, _) = frames::open(weir.listen).await;
+        // Let weir take our SETTINGS ack (its limit applies from then on).
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut burst = Vec::new();
+        for i in 0..101u32 {
+            burst.extend(frames::frame(
+                frames::HEADERS,
+                frames::END_STREAM_HEADERS,
+                1 + 2 * i,
+                frames::GET_SHOP,
+            ));
+        }
+        stream.write_all(&burst).await.unwrap();
+        // Everything weir sends within a second (the upstream answers after 2 s).
+        let mut resets = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            while let Some((kind, _, id, payload)) = frames::read(&mut stream).await {
+                if kind == frames::RST_STREAM {
+                    let code = u32::from_be_bytes([payload[0], payload[1], payload[2], payload[3]]);
+                    resets.push((id, code));
+                }
+            }
+        })
+        .await;
+        assert_eq!(
+            resets,
+            [(201, frames::REFUSED_STREAM)],
+            "RST_STREAM frames (stream, code)"
+        );
+        let json = connections(&weir).await;
+        assert_eq!(json["requests_active"], 100, "{json}");
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_client_that_sends_one_byte_and_stalls_is_closed_after_the_header_timeout() {
     within(60, async {
