@@ -76,6 +76,63 @@ pub fn trim_ows(t: &[u8]) -> &[u8] {
     &t[start..end]
 }
 
+/// Whether `value` is a `Host` (or `:authority`, or absolute-form authority) that
+/// names a host and nothing else: `uri-host [ ":" port ]` (RFC 9110 §7.2,
+/// RFC 3986 §3.2.2). No user information (`user@host` would be read as a host by
+/// some servers and as credentials by others), no spaces, no second host.
+/// Hand-written: `http::uri::Authority` accepts user information.
+pub fn valid_host(value: &[u8]) -> bool {
+    let (host, port) = match value.first() {
+        Some(b'[') => match value.iter().position(|&b| b == b']') {
+            Some(end) => {
+                let literal = &value[1..end];
+                let ok = !literal.is_empty()
+                    && literal
+                        .iter()
+                        .all(|&b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'));
+                if !ok {
+                    return false;
+                }
+                match &value[end + 1..] {
+                    [] => return true,
+                    [b':', port @ ..] => (&value[..0], port),
+                    _ => return false,
+                }
+            }
+            None => return false,
+        },
+        _ => match value.iter().position(|&b| b == b':') {
+            Some(colon) => (&value[..colon], &value[colon + 1..]),
+            None => (value, &value[value.len()..]),
+        },
+    };
+    let reg_name = |b: &u8| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            )
+    };
+    // `:80` names no host; an empty value is allowed (RFC 9112 §3.2: a target
+    // without an authority).
+    let named = !host.is_empty() || value.is_empty() || value[0] == b'[';
+    named && host.iter().all(reg_name) && port.len() <= 5 && port.iter().all(u8::is_ascii_digit)
+}
+
 /// Tokens of `Connection` that are options rather than the names of headers to drop:
 /// `keep-alive`, `close`, `upgrade` (handled on their own) and `te` (`te: trailers`
 /// must reach gRPC servers).
@@ -273,7 +330,8 @@ pub struct RequestEdits<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HostEdit<'a> {
     Keep,
-    /// This host when the source has none (HTTP/2's `:authority`).
+    /// This host when the source has none (HTTP/2's `:authority`; the endpoint for
+    /// HTTP/1.0 without a host).
     AddIfMissing(&'a str),
     /// This host instead of the source's (an absolute-form target's authority, which
     /// wins over `Host`: RFC 9112 §3.2.2).

@@ -157,9 +157,10 @@ async fn plaintext(mut stream: TcpStream, conn: Conn) {
             tracing::debug!(%peer, "invalid HTTP/2 connection preface; GOAWAY");
             detect::refuse(&mut stream).await;
         }
-        Detected::Http1(prefix) => {
+        Detected::Http1(prefix, first_byte) => {
             let downstream = Arc::new(Downstream::new(peer, None, settings.limits));
-            codec::h1::serve(stream, &prefix, downstream, shared, drain, settings).await;
+            let prefix = (&prefix[..], first_byte);
+            codec::h1::serve(stream, prefix, downstream, shared, drain, settings).await;
         }
         Detected::Http2(prefix) => {
             let downstream = Arc::new(Downstream::new(peer, None, settings.limits));
@@ -217,7 +218,8 @@ async fn maybe_tls(stream: TcpStream, tls: Acceptor, conn: Conn) {
     if http2 {
         codec::h2::serve(stream, downstream, shared, drain, settings).await;
     } else {
-        codec::h1::serve(stream, &[], downstream, shared, drain, settings).await;
+        let prefix = (&[][..], tokio::time::Instant::now());
+        codec::h1::serve(stream, prefix, downstream, shared, drain, settings).await;
     }
 }
 

@@ -213,7 +213,12 @@ fn write_upstream_head<H: HeaderSource + ?Sized>(
     let host = match (req.authority, req.absolute_form) {
         (Some(authority), true) => HostEdit::Replace(authority),
         (Some(authority), false) => HostEdit::AddIfMissing(authority),
-        (None, _) => HostEdit::Keep,
+        // HTTP/1.0 may come without a host; HTTP/1.1 upstream must have one, so it
+        // names the endpoint, as nginx's default `proxy_set_header Host $proxy_host`.
+        (None, _) => destination
+            .endpoints()
+            .first()
+            .map_or(HostEdit::Keep, |e| HostEdit::AddIfMissing(&e.label)),
     };
     let mut edits = RequestEdits {
         forwarding: &downstream.forwarding,

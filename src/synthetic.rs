@@ -144,7 +144,7 @@ pub async fn serve(listener: TcpListener, profile: Profile) {
             let patience = Duration::from_secs(120);
             let detected = crate::listener::detect(&mut stream, patience, patience).await;
             let (http2, prefix) = match detected {
-                Ok(Detected::Http1(prefix)) => (false, prefix),
+                Ok(Detected::Http1(prefix, _)) => (false, prefix),
                 Ok(Detected::Http2(prefix)) => (true, prefix),
                 _ => return,
             };

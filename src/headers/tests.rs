@@ -217,3 +217,38 @@ fn request_ids_are_version_4_uuids() {
     assert!(matches!(id[19], b'8' | b'9' | b'a' | b'b'));
     assert_ne!(request_id_bytes(), id);
 }
+
+#[test]
+fn host_values_name_a_host_and_nothing_else() {
+    for good in [
+        "shop.example",
+        "shop.example:8080",
+        "shop:",
+        "127.0.0.1:80",
+        "[::1]",
+        "[::1]:8080",
+        "xn--bcher-kva.example",
+        "a_b.example",
+        "",
+    ] {
+        assert!(valid_host(good.as_bytes()), "{good:?} should be valid");
+    }
+    for bad in [
+        "evil@shop.example",
+        ":80",
+        "shop evil",
+        "shop, evil",
+        "shop:80:81",
+        "shop:8o",
+        "shop:123456",
+        "[::1",
+        "[::1]x",
+        "[zz]",
+        "[]",
+        "shop/x",
+        "shop\\x",
+        "shop\tx",
+    ] {
+        assert!(!valid_host(bad.as_bytes()), "{bad:?} should be invalid");
+    }
+}

@@ -116,7 +116,11 @@ fn facts<'b>(headers: &[Header<'b>], roles: &mut [Role]) -> Result<Facts<'b>, He
             Role::Expect => f.expect_continue = h.value.eq_ignore_ascii_case(b"100-continue"),
             Role::Host => {
                 f.hosts = f.hosts.saturating_add(1);
+                if !crate::headers::valid_host(h.value) {
+                    return Err(HeadError::Invalid("invalid host header"));
+                }
                 if f.host.is_none() {
+                    // Valid hosts are ASCII: this never fails.
                     f.host = std::str::from_utf8(h.value).ok();
                 }
             }
@@ -417,6 +421,14 @@ mod tests {
                 "a framing header name spelt with underscores is refused",
             ),
             (b"GET / HTTP/1.1\r\n\r\n", "missing host header"),
+            (
+                b"GET / HTTP/1.1\r\nHost: evil@shop\r\n\r\n",
+                "invalid host header",
+            ),
+            (
+                b"GET / HTTP/1.0\r\nHost: shop evil\r\n\r\n",
+                "invalid host header",
+            ),
             (
                 b"GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n",
                 "more than one host header",

@@ -27,8 +27,9 @@ const GOAWAY_PROTOCOL_ERROR: [u8; 17] = [
 /// What the first bytes say.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Detected {
-    /// HTTP/1.1; these bytes were read already.
-    Http1(Vec<u8>),
+    /// HTTP/1.1; these bytes were read already, the first of them at this instant
+    /// (the request-header timeout counts from it).
+    Http1(Vec<u8>, Instant),
     /// The HTTP/2 preface (and whatever followed it in the same reads).
     Http2(Vec<u8>),
     /// A client that begins like HTTP/2 (`PRI `) but does not send its preface, or an
@@ -48,23 +49,22 @@ pub(crate) async fn detect<R: AsyncRead + Unpin>(
 ) -> io::Result<Detected> {
     let mut buf = Vec::with_capacity(1024);
     let mut deadline = Instant::now() + first_byte;
+    let mut first_at = None;
     loop {
         let Ok(read) = tokio::time::timeout_at(deadline, io.read_buf(&mut buf)).await else {
             return Ok(Detected::Closed);
         };
         if read? == 0 {
-            return Ok(if buf.is_empty() {
-                Detected::Closed
-            } else {
-                Detected::Http1(buf)
+            return Ok(match first_at {
+                Some(at) => Detected::Http1(buf, at),
+                None => Detected::Closed,
             });
         }
-        if deadline > Instant::now() + rest {
-            deadline = Instant::now() + rest;
-        }
+        let first = *first_at.get_or_insert_with(Instant::now);
+        deadline = deadline.min(first + rest);
         if let Some(decided) = decide(&buf) {
             return Ok(match decided {
-                Kind::Http1 => Detected::Http1(buf),
+                Kind::Http1 => Detected::Http1(buf, first),
                 Kind::Http2 => Detected::Http2(buf),
                 Kind::Bad => Detected::BadPreface,
             });
@@ -179,7 +179,16 @@ mod tests {
     async fn detect_all(pieces: &[&[u8]]) -> Detected {
         let mut builder = tokio_test_io(pieces);
         let second = Duration::from_secs(1);
-        detect(&mut builder, second, second).await.unwrap()
+        match detect(&mut builder, second, second).await.unwrap() {
+            Detected::Http1(bytes, _) => Detected::Http1(bytes, epoch()),
+            other => other,
+        }
+    }
+
+    /// One instant for every `Http1` result, so results compare by their bytes.
+    fn epoch() -> Instant {
+        static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *EPOCH.get_or_init(Instant::now)
     }
 
     /// A reader that hands out `pieces` one read at a time, then EOF.
@@ -206,11 +215,14 @@ mod tests {
     #[tokio::test]
     async fn first_bytes_decide() {
         let get = b"GET / HTTP/1.1\r\n\r\n";
-        assert_eq!(detect_all(&[get]).await, Detected::Http1(get.to_vec()));
+        assert_eq!(
+            detect_all(&[get]).await,
+            Detected::Http1(get.to_vec(), epoch())
+        );
         // `POST` shares its first letter with `PRI`.
         assert_eq!(
             detect_all(&[b"P", b"OST / HTTP/1.1\r\n"]).await,
-            Detected::Http1(b"POST / HTTP/1.1\r\n".to_vec())
+            Detected::Http1(b"POST / HTTP/1.1\r\n".to_vec(), epoch())
         );
         let mut preface = H2_PREFACE.to_vec();
         preface.extend_from_slice(b"\x00\x00\x00\x04");
@@ -227,7 +239,10 @@ mod tests {
             Detected::BadPreface
         );
         assert_eq!(detect_all(&[]).await, Detected::Closed);
-        assert_eq!(detect_all(&[b"PR"]).await, Detected::Http1(b"PR".to_vec()));
+        assert_eq!(
+            detect_all(&[b"PR"]).await,
+            Detected::Http1(b"PR".to_vec(), epoch())
+        );
     }
 
     #[tokio::test]

@@ -397,8 +397,6 @@ async fn upgrade_h2c_is_a_plain_request_and_websocket_still_tunnels() {
 /// routes on the URI's host, so it must forward that host (or refuse the request), never
 /// `evil@shop.example` as `Host`.
 #[tokio::test]
-#[ignore = "defect: `GET http://evil@shop.example/x` is routed on `shop.example` but \
-            forwarded with `host: evil@shop.example` (the URI's whole authority)"]
 async fn absolute_form_userinfo_never_reaches_the_upstream_host() {
     within(60, async {
         let recorder = recording_upstream().await;
@@ -414,6 +412,73 @@ async fn absolute_form_userinfo_never_reaches_the_upstream_host() {
         assert_eq!(resp.status, 200, "{resp:?}");
         let req = &recorder.wait_requests(1).await[0];
         assert_eq!(req.all("host"), ["shop.example"], "{:?}", head_lines(req));
+    })
+    .await;
+}
+
+/// A `Host`, an absolute-form authority or an `:authority` that names no single host
+/// (user information, an empty host, spaces, a list) is refused, never forwarded.
+#[tokio::test]
+async fn hosts_that_name_no_single_host_are_400() {
+    within(60, async {
+        let recorder = recording_upstream().await;
+        let weir = weir_to(recorder.addr, "").await;
+        for head in [
+            "GET http://evil@shop.example/x HTTP/1.1\r\nHost: shop.example\r\n",
+            "GET http://:80/x HTTP/1.1\r\nHost: shop.example\r\n",
+            "GET /x HTTP/1.1\r\nHost: evil@shop.example\r\n",
+            "GET /x HTTP/1.1\r\nHost: :80\r\n",
+            "GET /x HTTP/1.1\r\nHost: shop evil\r\n",
+            "GET /x HTTP/1.1\r\nHost: shop, evil\r\n",
+            "GET /x HTTP/1.0\r\nHost: shop/evil\r\n",
+        ] {
+            let raw = format!("{head}Connection: close\r\n\r\n");
+            let resp = exchange(&weir, raw.as_bytes()).await;
+            assert_eq!(resp.status, 400, "{head:?}: {resp:?}");
+        }
+        let tcp = tokio::net::TcpStream::connect(weir.listen).await.unwrap();
+        let (send, conn) = h2::client::handshake(tcp).await.expect("h2 handshake");
+        tokio::spawn(conn);
+        let req = http::Request::get("http://evil@shop.example/h2")
+            .body(())
+            .unwrap();
+        let (response, _) = send
+            .ready()
+            .await
+            .unwrap()
+            .send_request(req, true)
+            .unwrap();
+        assert_eq!(response.await.expect("a response").status(), 400);
+        // Then one good request: the recorder must see it alone.
+        let resp = exchange(
+            &weir,
+            b"GET /ok HTTP/1.1\r\nHost: shop.example:8080\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert_eq!(resp.status, 200, "{resp:?}");
+        let requests = recorder.wait_requests(1).await;
+        assert_eq!(requests.len(), 1, "only the valid request is forwarded");
+        assert_eq!(requests[0].all("host"), ["shop.example:8080"]);
+    })
+    .await;
+}
+
+/// HTTP/1.0 may come without `Host`; the HTTP/1.1 request weir sends must have one, so
+/// it names the endpoint (as nginx's default `Host $proxy_host`).
+#[tokio::test]
+async fn http10_without_host_reaches_the_upstream_with_the_endpoint_as_host() {
+    within(60, async {
+        let recorder = recording_upstream().await;
+        let weir = weir_to(recorder.addr, "").await;
+        let resp = exchange(&weir, b"GET /old HTTP/1.0\r\n\r\n").await;
+        assert_eq!(resp.status, 200, "{resp:?}");
+        let req = &recorder.wait_requests(1).await[0];
+        assert_eq!(
+            req.all("host"),
+            [recorder.addr.to_string()],
+            "{:?}",
+            head_lines(req)
+        );
     })
     .await;
 }

@@ -101,9 +101,6 @@ async fn the_default_header_timeout_is_ten_seconds() {
 /// end of the head are spread (here the first one alone, as protocol detection reads
 /// it, then the rest).
 #[tokio::test]
-#[ignore = "defect: the request-header timeout starts again when protocol detection hands \
-            the connection to the HTTP/1.1 codec: `P`, 700 ms, `OST /slow HTTP/1.1` gets \
-            its 408 1.7 s after the first byte (up to 2x request_header_timeout)"]
 async fn the_header_timeout_counts_from_the_first_byte() {
     within(60, async {
         let upstream = synthetic("app").await;

@@ -11,6 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::respond::ConnectionHeader;
+use crate::headers::valid_host;
 use crate::http1::{self, Buffer, Framing, HeadError, MAX_HEAD};
 use crate::pipeline::{self, Downstream, Prepared, RequestHead};
 use crate::routing::{RequestHeaders, RequestView, strip_port};
@@ -70,10 +71,11 @@ pub(super) struct ClientConn<I> {
 }
 
 /// Serves HTTP/1.1 on `io` until the client is done, the connection idles out, or the
-/// drain ends it.
+/// drain ends it. `prefix` holds the bytes already read and when the first of them
+/// came: the first request's header timeout counts from then.
 pub(crate) async fn serve<I>(
     io: I,
-    prefix: &[u8],
+    prefix: (&[u8], Instant),
     downstream: Arc<Downstream>,
     shared: Arc<Shared>,
     mut drain: DrainSignal,
@@ -81,6 +83,8 @@ pub(crate) async fn serve<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin,
 {
+    let (prefix, first_byte) = prefix;
+    let mut first_byte = Some(first_byte);
     let mut rbuf = Buffer::new();
     rbuf.extend_from(prefix);
     let mut c = ClientConn {
@@ -108,8 +112,13 @@ pub(crate) async fn serve<I>(
             } else {
                 settings.idle_timeout
             };
-        let mut head_start = (!c.rbuf.is_empty()).then_some(now);
-        timer.as_mut().reset(idle_end.min(now + header_timeout));
+        // The first request counts from the byte the listener read first; later
+        // ones, pipelined or already buffered, from now.
+        let first_byte = first_byte.take();
+        let mut head_start = (!c.rbuf.is_empty()).then(|| first_byte.unwrap_or(now));
+        timer
+            .as_mut()
+            .reset(idle_end.min(head_start.unwrap_or(now) + header_timeout));
         let (req, prepared) = loop {
             match c.prepare() {
                 Ok(Some(request)) => break request,
@@ -193,7 +202,14 @@ impl<I: AsyncRead + AsyncWrite + Unpin> ClientConn<I> {
                 None
             } else {
                 match Uri::try_from(head.target) {
-                    Ok(uri) if uri.scheme().is_some() && uri.authority().is_some() => Some(uri),
+                    Ok(uri)
+                        if uri.scheme().is_some()
+                            && uri.authority().is_some_and(|a| {
+                                !a.as_str().is_empty() && valid_host(a.as_str().as_bytes())
+                            }) =>
+                    {
+                        Some(uri)
+                    }
                     _ => return Err((400, "invalid request target")),
                 }
             };

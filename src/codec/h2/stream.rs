@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use super::body::ResponseBody;
 use super::idle::StreamGuard;
 use super::source::StreamBody;
-use crate::headers::{self, MapSink, ResponseEdits};
+use crate::headers::{self, MapSink, ResponseEdits, valid_host};
 use crate::http1::{Framing, ResponseHead};
 use crate::pipeline::{self, Downstream, LocalReply, Prepared, RequestHead};
 use crate::routing::{RequestHeaders, RequestView, strip_port};
@@ -76,6 +76,13 @@ pub(super) async fn serve(
         grpc,
         http2: true,
     };
+    // A host and nothing else: no user information (RFC 9113 §8.3.1), no spaces.
+    let host_field = parts.headers.get(header::HOST).map(|h| h.as_bytes());
+    if !authority.is_none_or(|a| valid_host(a.as_bytes())) || !host_field.is_none_or(valid_host) {
+        let reply = LocalReply::bad_request("invalid :authority or host header\n");
+        let (record, reply) = pipeline::refuse(&shared, &downstream, &head, reply);
+        return Ok(local(reply, record, stream));
+    }
     // `host` beside `:authority` must name the same (RFC 9113 §8.3.1): what is routed is
     // what is forwarded.
     if let (Some(authority), Some(host)) = (authority, parts.headers.get(header::HOST))
