@@ -34,7 +34,7 @@ pub use connect::{ConnectError, UpstreamIo};
 pub use exchange::{Outbound, OutboundHead, Response, forward};
 pub use failure::Failure;
 pub use h1::{Buffered, RawResponse};
-pub use limit::InFlight;
+pub use limit::{InFlight, PRESSURE_EVERY};
 pub use raw_body::RawBody;
 pub use registry::EndpointRegistry;
 pub use source::{BodySource, ResponseSink, Trailers};

@@ -1,6 +1,6 @@
 //! HTTP/2 for clients, with hyper's server: one task per stream, each stream's request
 //! handed to the pipeline, the response body streamed back through hyper, the
-//! connection's idle timeout and its drain.
+//! connection's idle timeout, stalls, shedding under pressure, and its drain.
 
 mod body;
 mod idle;
@@ -19,7 +19,11 @@ use tokio::time::Instant;
 use crate::pipeline::Downstream;
 use crate::runtime::{DrainSignal, ListenerSettings};
 use crate::state::Shared;
-use idle::OpenStreams;
+use crate::upstream::PRESSURE_EVERY;
+use idle::{OpenStreams, Shed};
+
+/// How long a shed connection has to send its GOAWAY before it is closed.
+const SHED_GRACE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Serves HTTP/2 on `io` until the client is done, the connection idles out, or the
 /// drain ends it with a GOAWAY.
@@ -33,8 +37,11 @@ pub(crate) async fn serve<I>(
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let peer = downstream.peer;
+    let stall = settings.limits.stream_idle_timeout;
     let streams = OpenStreams::new();
     let open = streams.clone();
+    let mut pressure = shared.registry.pressure().subscribe();
+    let stats = shared.clone();
     // Boxed: hyper spawns a task per stream and moves the stream's future several times
     // on the way in; a pointer moves for less than the request's future.
     let service = service_fn(move |req| {
@@ -51,15 +58,20 @@ pub(crate) async fn serve<I>(
         .serve_connection(TokioIo::new(io), service);
     let mut conn = pin!(conn);
     let idle = settings.idle_timeout;
-    // The stall check: the activity count seen at the last check, and the next check.
-    let stall = settings.limits.stream_idle_timeout;
-    let mut seen = None;
-    let mut check_at = stall.map(|t| Instant::now() + t);
+    // The stall sweep, every half stream idle timeout, and the second look under
+    // pressure (see `idle`).
+    let sweep_every = stall.map(|t| t / 2);
+    let mut sweep_at = sweep_every.map(|t| Instant::now() + t);
+    let mut look_again_at: Option<Instant> = None;
     let result = loop {
         let idle_at = streams
             .idle_at(idle)
             .unwrap_or_else(|| Instant::now() + idle);
-        let recheck = check_at.map_or(idle_at, |at| at.min(idle_at));
+        let recheck = [sweep_at, look_again_at]
+            .into_iter()
+            .flatten()
+            .fold(idle_at, Instant::min);
+        let mut shed = false;
         tokio::select! {
             result = conn.as_mut() => break result,
             () = drain.wait() => {
@@ -67,20 +79,32 @@ pub(crate) async fn serve<I>(
                 conn.as_mut().graceful_shutdown();
                 break conn.await;
             }
+            Ok(()) = pressure.changed() => {
+                pressure.mark_unchanged();
+                match streams.look_under_pressure() {
+                    Shed::Nothing => {}
+                    Shed::LookAgain => {
+                        look_again_at.get_or_insert_with(|| Instant::now() + PRESSURE_EVERY);
+                    }
+                    Shed::Now => shed = true,
+                }
+            }
             () = tokio::time::sleep_until(recheck) => {
                 let now = Instant::now();
+                if look_again_at.is_some_and(|at| now >= at) {
+                    look_again_at = None;
+                    shed = streams.look_under_pressure() == Shed::Now;
+                }
                 let idle = streams.idle_at(idle).is_some_and(|at| now >= at);
                 let mut stalled = false;
-                if let (Some(timeout), Some(at)) = (stall, check_at)
+                if let (Some(every), Some(at)) = (sweep_every, sweep_at)
                     && now >= at
                 {
-                    let activity = streams.activity();
-                    stalled = activity.is_some() && activity == seen;
-                    seen = activity;
-                    check_at = Some(now + timeout);
+                    stalled = streams.sweep();
+                    sweep_at = Some(now + every);
                 }
                 if idle || stalled {
-                    let why = if idle { "idle" } else { "stalled: no stream moved for the stream idle timeout" };
+                    let why = if idle { "idle" } else { "a stream stalled: nothing moved on it for the stream idle timeout" };
                     tracing::debug!(%peer, why, "HTTP/2 client connection; sending GOAWAY");
                     conn.as_mut().graceful_shutdown();
                     match tokio::time::timeout(settings.drain_timeout, conn.as_mut()).await {
@@ -90,6 +114,15 @@ pub(crate) async fn serve<I>(
                     }
                 }
             }
+        }
+        if shed {
+            // Its streams hold places others are waiting for: GOAWAY, and close
+            // once that has had a moment to go out.
+            stats.stats.connection_shed();
+            tracing::debug!(%peer, "HTTP/2 client connection shed: its streams wait on its window while a destination is full");
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(SHED_GRACE, conn.as_mut()).await;
+            break Ok(());
         }
     };
     if let Err(error) = result {

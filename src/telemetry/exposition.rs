@@ -134,6 +134,18 @@ pub fn render_prometheus(stats: &ProxyStats, ctx: &ExpositionContext<'_>) -> Str
         "weir_downstream_connections_overflow_total {}",
         stats.downstream_overflow()
     );
+    family(
+        &mut out,
+        "weir_downstream_connections_shed_total",
+        "counter",
+        "HTTP/2 client connections closed because their streams held places of a full \
+         destination without reading their responses.",
+    );
+    let _ = writeln!(
+        out,
+        "weir_downstream_connections_shed_total {}",
+        stats.downstream_shed()
+    );
 
     // Gauges and counters by destination name. A reload that relabels a destination
     // leaves an older stats object behind; sum them so each name is one series.

@@ -28,12 +28,16 @@ pub struct LogFields {
     pub client_subject: Option<Arc<str>>,
 }
 
-/// Whether something moved on a connection: its streams count every frame they pass,
-/// and the connection tells a stalled client from a busy one by whether the count
+/// Whether something moved on an HTTP/2 stream: it counts every frame it passes, and
+/// its connection tells a stalled stream from a busy one by whether the count
 /// changed. A count, not a time: no clock is read per frame.
 #[derive(Debug, Default)]
 pub struct Activity {
     moves: AtomicU64,
+    /// The response body handed a frame (or its head went out) and has not been asked
+    /// for the next one: what waits is the client's flow-control window, not the
+    /// upstream.
+    on_client: std::sync::atomic::AtomicBool,
 }
 
 impl Activity {
@@ -45,11 +49,21 @@ impl Activity {
     pub fn moves(&self) -> u64 {
         self.moves.load(Ordering::Relaxed)
     }
+
+    /// Whether the stream waits on its client (see the field).
+    #[inline]
+    pub fn set_waiting_on_client(&self, waiting: bool) {
+        self.on_client.store(waiting, Ordering::Relaxed);
+    }
+
+    pub fn waiting_on_client(&self) -> bool {
+        self.on_client.load(Ordering::Relaxed)
+    }
 }
 
 /// What a request body that streams on its own (handed to hyper's client) reports as
 /// it goes: bytes sent, how many times data moved, and whether it ended; and, when it
-/// has one, its connection's [`Activity`].
+/// has one, its stream's [`Activity`].
 #[derive(Debug, Default)]
 pub struct BodyMeter {
     bytes: AtomicU64,

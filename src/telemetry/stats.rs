@@ -194,6 +194,9 @@ pub struct ProxyStats {
     downstream_total: AtomicU64,
     /// Connections closed at accept because `max_connections` were open.
     downstream_overflow: AtomicU64,
+    /// HTTP/2 connections closed because their streams held a full destination's places
+    /// without reading their responses.
+    downstream_shed: AtomicU64,
     /// By their rendered label set: a reload that changes a destination's labels starts
     /// new series, and the old ones keep their final values (counters never go back).
     destinations: Mutex<HashMap<String, Arc<DestinationStats>>>,
@@ -211,6 +214,7 @@ impl ProxyStats {
             downstream_active: AtomicI64::new(0),
             downstream_total: AtomicU64::new(0),
             downstream_overflow: AtomicU64::new(0),
+            downstream_shed: AtomicU64::new(0),
             destinations: Mutex::new(HashMap::new()),
             unknown: ArcSwap::from_pointee(DestinationStats::new(
                 "unknown",
@@ -298,6 +302,22 @@ impl ProxyStats {
 
     pub fn downstream_overflow(&self) -> u64 {
         self.downstream_overflow.load(Ordering::Relaxed)
+    }
+
+    /// An HTTP/2 client connection shed because a destination was full.
+    pub fn connection_shed(&self) {
+        let n = self.downstream_shed.fetch_add(1, Ordering::Relaxed);
+        if n.is_multiple_of(100) {
+            tracing::warn!(
+                shed = n + 1,
+                "HTTP/2 client connection closed: its streams held places of a full \
+                 destination without reading their responses"
+            );
+        }
+    }
+
+    pub fn downstream_shed(&self) -> u64 {
+        self.downstream_shed.load(Ordering::Relaxed)
     }
 
     pub fn connection_closed(&self) {

@@ -4,11 +4,18 @@
 //! with 503 `UO` (Envoy's circuit breakers `max_requests` and `max_pending_requests`;
 //! a destination's `connection_pool`). Counted per destination across all workers, and
 //! kept across config reloads.
+//!
+//! A full destination also raises [`Pressure`]: client connections that hold places
+//! without reading their responses (an HTTP/2 client that grants no window) are then
+//! shed, as Envoy's overload manager resets the streams that cost most, so that one
+//! client's stalled streams do not leave every other client with 503s until the stream
+//! idle timeout.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 
 use super::Failure;
 
@@ -18,14 +25,16 @@ pub(crate) struct Limiter {
     places: Semaphore,
     waiting: AtomicUsize,
     max_waiting: usize,
+    pressure: Arc<Pressure>,
 }
 
 impl Limiter {
-    pub(super) fn new(max_requests: usize, max_waiting: usize) -> Self {
+    pub(super) fn new(max_requests: usize, max_waiting: usize, pressure: Arc<Pressure>) -> Self {
         Limiter {
             places: Semaphore::new(max_requests),
             waiting: AtomicUsize::new(0),
             max_waiting,
+            pressure,
         }
     }
 
@@ -36,6 +45,7 @@ impl Limiter {
             place.forget();
             return Ok(InFlight(self.clone()));
         }
+        self.pressure.raise();
         if self.waiting.fetch_add(1, Ordering::Relaxed) >= self.max_waiting {
             self.waiting.fetch_sub(1, Ordering::Relaxed);
             return Err(Failure::Overflow);
@@ -63,13 +73,61 @@ impl Drop for InFlight {
     }
 }
 
+/// How often, at most, a full destination asks client connections to look for
+/// stalled streams; two looks in a row are needed to shed one.
+pub const PRESSURE_EVERY: Duration = Duration::from_secs(1);
+
+/// The signal that some destination is full (every place taken). Client connections
+/// subscribe; it is raised at most once per [`PRESSURE_EVERY`], so a flood of queued
+/// requests wakes each connection once a second at most.
+#[derive(Debug)]
+pub struct Pressure {
+    tx: watch::Sender<u64>,
+    since: Instant,
+    /// Milliseconds from `since` to the last raise, plus one (zero: never).
+    last_ms: AtomicU64,
+}
+
+impl Default for Pressure {
+    fn default() -> Self {
+        Pressure {
+            tx: watch::Sender::new(0),
+            since: Instant::now(),
+            last_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Pressure {
+    /// Counts raises; a receiver sees a change when a destination filled up.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.tx.subscribe()
+    }
+
+    fn raise(&self) {
+        let now = self.since.elapsed().as_millis() as u64 + 1;
+        let last = self.last_ms.load(Ordering::Relaxed);
+        let every = PRESSURE_EVERY.as_millis() as u64;
+        if (last == 0 || now >= last + every)
+            && self
+                .last_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.tx.send_modify(|raised| *raised += 1);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[tokio::test]
     async fn places_then_a_bounded_queue_then_overflow() {
-        let limiter = Arc::new(Limiter::new(2, 1));
+        let pressure = Arc::new(Pressure::default());
+        let mut raised = pressure.subscribe();
+        let limiter = Arc::new(Limiter::new(2, 1, pressure));
         let a = limiter.enter().await.unwrap();
         let _b = limiter.enter().await.unwrap();
         let waiting = {
@@ -77,7 +135,11 @@ mod tests {
             tokio::spawn(async move { limiter.enter().await.map(drop) })
         };
         tokio::task::yield_now().await;
+        // The wait raised the pressure; the overflow, within the second, did not again.
+        assert!(raised.has_changed().unwrap());
+        assert_eq!(*raised.borrow_and_update(), 1);
         assert!(matches!(limiter.enter().await, Err(Failure::Overflow)));
+        assert!(!raised.has_changed().unwrap());
         drop(a);
         assert!(waiting.await.unwrap().is_ok());
     }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use super::limit::Limiter;
+use super::limit::{Limiter, Pressure};
 use super::{Destination, Endpoint, pool, select};
 use crate::config::{DestinationConfig, EndpointAddr, PoolLimits, Protocol};
 use crate::telemetry::DestinationStats;
@@ -34,6 +34,8 @@ pub struct EndpointRegistry {
     /// Each destination's in-flight limit, by name and limits, so a reload does not
     /// reset it.
     limiters: Mutex<HashMap<(String, PoolLimits), Weak<Limiter>>>,
+    /// Raised by any of them when full.
+    pressure: Arc<Pressure>,
 }
 
 impl EndpointRegistry {
@@ -43,7 +45,13 @@ impl EndpointRegistry {
             endpoints: Mutex::new(HashMap::new()),
             tls: Mutex::new(HashMap::new()),
             limiters: Mutex::new(HashMap::new()),
+            pressure: Arc::new(Pressure::default()),
         }
+    }
+
+    /// Raised when a destination is full (see [`Pressure`]).
+    pub fn pressure(&self) -> &Pressure {
+        &self.pressure
     }
 
     /// Builds the runtime destination for `config`, reusing live endpoints. Loading the
@@ -118,6 +126,7 @@ impl EndpointRegistry {
         let limiter = Arc::new(Limiter::new(
             limits.max_requests,
             limits.max_pending_requests,
+            self.pressure.clone(),
         ));
         map.insert(key, Arc::downgrade(&limiter));
         limiter

@@ -112,6 +112,7 @@ impl ResponseBody {
         clock: ResponseClock,
         stream: StreamGuard,
     ) -> Self {
+        stream.activity().set_waiting_on_client(true);
         ResponseBody {
             kind,
             record: Some(record),
@@ -180,6 +181,7 @@ impl Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         let this = &mut *self;
+        this.stream.activity().set_waiting_on_client(false);
         let (polled, at_end) = match &mut this.kind {
             Kind::Local(bytes) => return Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Hyper(inner) => {
@@ -210,7 +212,9 @@ impl Body for ResponseBody {
                 Poll::Ready(None)
             }
             Poll::Ready(Some(Ok(frame))) => {
-                this.stream.activity().moved();
+                let activity = this.stream.activity();
+                activity.moved();
+                activity.set_waiting_on_client(true);
                 if this.clock.idle.is_some() && this.timer.is_some() {
                     this.last_move = Instant::now();
                 }
