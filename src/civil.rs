@@ -21,6 +21,57 @@ pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+/// `days_from_civil`, the inverse of [`civil_from_days`]).
+pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = i64::from((month + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Milliseconds since the Unix epoch of an RFC 3339 time in UTC as weir writes them
+/// (`2026-12-02T13:10:41.123Z`, the fraction optional); `None` for anything else.
+pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
+    let b = text.as_bytes();
+    let digits = |r: std::ops::Range<usize>| -> Option<i64> {
+        let s = text.get(r)?;
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())?
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
+        return None;
+    }
+    let (year, month, day) = (digits(0..4)?, digits(5..7)?, digits(8..10)?);
+    let (hour, minute, second) = (digits(11..13)?, digits(14..16)?, digits(17..19)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let rest = text.get(19..)?;
+    let (fraction, zone) = match rest.strip_prefix('.') {
+        Some(f) => {
+            let end = f.find(|c: char| !c.is_ascii_digit()).unwrap_or(f.len());
+            (&f[..end], &f[end..])
+        }
+        None => ("", rest),
+    };
+    if zone != "Z" {
+        return None;
+    }
+    let millis: i64 = format!("{fraction:0<3}")[..3].parse().ok()?;
+    let days = days_from_civil(year, month as u32, day as u32);
+    Some(((days * 24 + hour) * 60 + minute) * 60_000 + second * 1000 + millis)
+}
+
 /// The HTTP date (IMF-fixdate, RFC 9110 section 5.6.7) of a Unix time in seconds:
 /// `Sun, 06 Nov 1994 08:49:37 GMT`.
 pub fn http_date(secs: u64) -> String {
@@ -80,5 +131,25 @@ mod tests {
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
         assert_eq!(civil_from_days(20_784), (2026, 11, 27));
         assert_eq!(civil_from_days(-1), (1969, 12, 31));
+        for days in [-1, 0, 11_016, 20_784, 100_000] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+    }
+
+    #[test]
+    fn rfc3339_times() {
+        assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(
+            parse_rfc3339_ms("2000-02-29T00:00:01.123Z"),
+            Some(951_782_401_123)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2000-02-29T00:00:01.5Z"),
+            Some(951_782_401_500)
+        );
+        assert_eq!(parse_rfc3339_ms("2000-02-29T00:00:01+01:00"), None);
+        assert_eq!(parse_rfc3339_ms("2000-13-29T00:00:01Z"), None);
+        assert_eq!(parse_rfc3339_ms("yesterday"), None);
     }
 }

@@ -15,6 +15,7 @@ pub mod settings;
 
 pub use classify::{Classification, MetricResult};
 pub use input::{Counts, JudgeInput, MetricData, MetricInput, Thresholds};
+pub(crate) use output::short;
 pub use score::{Score, Verdict};
 pub use settings::MetricSettings;
 

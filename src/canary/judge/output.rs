@@ -17,8 +17,8 @@ fn summary(s: &Summary) -> Value {
     json!({ "count": s.count, "mean": num(s.mean), "median": num(s.median) })
 }
 
-/// Short, fixed-width-friendly numbers for the table.
-fn short(v: f64) -> String {
+/// Short, fixed-width-friendly numbers for the table (and the HTML report's numbers).
+pub fn short(v: f64) -> String {
     if !v.is_finite() {
         return "-".into();
     }
