@@ -99,6 +99,15 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Render a canary run's report.json as one self-contained HTML page (`weir canary`
+    /// also writes it, as report.html beside report.json).
+    Report {
+        /// The report.json of a `weir canary` run.
+        json: PathBuf,
+        /// Where the page goes (default: report.html beside the JSON).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
     /// Run weir on an embedded config with three synthetic upstreams and a client load.
     Demo {
         #[arg(long, default_value = weir::config::DEFAULT_LISTEN)]
@@ -182,6 +191,11 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             report,
             dry_run,
         } => canary(config, report, dry_run),
+        Command::Report { json, output } => {
+            let written = weir::canary::report::render_file(&json, output.as_deref())?;
+            println!("weir report: {}", written.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Demo {
             listen,
             admin,

@@ -1,6 +1,8 @@
 //! `report.json`: the config, every point with its time, every judgement, every weight
 //! change and the outcome. Rewritten after every interval to a temporary file renamed
-//! over the old one, so a crash at any moment leaves the previous complete report.
+//! over the old one, so a crash at any moment leaves the previous complete report; and
+//! `report.html` beside it, the same report for people ([`crate::canary::report`]),
+//! rewritten the same way.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -194,8 +196,21 @@ impl Report {
         );
     }
 
-    /// Writes `report.json` atomically.
+    /// Writes `report.json` and `report.html` atomically.
     pub fn save(&self) -> Result<(), ReportError> {
+        self.save_json()?;
+        // Always a report: `create` wrote `weir_canary` and `started`.
+        let Some(html) = crate::canary::report::render(&self.doc) else {
+            return Ok(());
+        };
+        let path = self.dir.join("report.html");
+        crate::canary::report::write(&path, &html).map_err(|source| ReportError {
+            path: path.display().to_string(),
+            source,
+        })
+    }
+
+    fn save_json(&self) -> Result<(), ReportError> {
         let path = self.dir.join("report.json");
         let tmp = self.dir.join(".report.json.tmp");
         let err = |source| ReportError {
