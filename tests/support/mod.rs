@@ -15,7 +15,8 @@
 //! - [`raw`]: HTTP/1.1 on raw TCP for exact wire checks, and the admin listener;
 //! - [`upstreams`]: the synthetic upstream, hyper servers, the request-echoing upstream;
 //! - [`tls`]: TLS clients, and an upstream that can speak TLS;
-//! - [`pki`]: certificates made with rcgen at test time.
+//! - [`pki`]: certificates made with rcgen at test time;
+//! - [`browser`]: a headless chromium driven through its DevTools protocol.
 
 // Each test binary uses a different part of the harness.
 #![allow(dead_code, unused_imports)]
@@ -101,6 +102,7 @@ impl Drop for TempDir {
     }
 }
 
+mod browser;
 mod clients;
 mod pki;
 mod process;
@@ -108,6 +110,7 @@ mod raw;
 mod tls;
 mod upstreams;
 
+pub use browser::*;
 pub use clients::*;
 pub use pki::*;
 pub use process::*;

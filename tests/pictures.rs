@@ -1,0 +1,270 @@
+//! The pictures, as a person sees them in a real browser (headless chromium): the
+//! report of a real canary run (`weir demo --canary bad`) opened from disk, and the live
+//! dashboard `/ui` of a running weir under load, whose weights control changes a
+//! route's split. Screenshots go to `target/tmp/screenshots/` (or `$WEIR_SCREENSHOTS`,
+//! which is how the README's were made: `WEIR_SCREENSHOTS=docs cargo test --test
+//! pictures`).
+//!
+//! Without chromium each test prints why and passes: CI installs it, so they run there.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::*;
+
+/// One browser at a time: two would starve the 2-core machines the tests run on.
+static ONE_BROWSER: Mutex<()> = Mutex::new(());
+
+fn screenshots() -> PathBuf {
+    std::env::var_os("WEIR_SCREENSHOTS").map_or_else(
+        || Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots"),
+        PathBuf::from,
+    )
+}
+
+fn browser(width: u32, height: u32) -> Option<Browser> {
+    match Browser::launch(width, height) {
+        Ok(b) => Some(b),
+        Err(why) => {
+            println!("skipped: {why}");
+            None
+        }
+    }
+}
+
+/// Runs `weir demo --canary bad` in `dir` to its end; returns its report directory.
+fn demo_run(dir: &Path) -> PathBuf {
+    let mut child = Command::new(WEIR)
+        .args([
+            "--log-level",
+            "warn",
+            "demo",
+            "--canary",
+            "bad",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+        ])
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn weir demo");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("weir demo --canary bad did not end within 120 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::fs::read_dir(dir)
+        .expect("read dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("weir-canary-"))
+        })
+        .expect("a report directory")
+}
+
+/// What the page's headline must start with for the run's outcome.
+fn headline(result: &str) -> &'static str {
+    match result {
+        "promoted" => "Promoted",
+        "rolled_back" => "Rolled back",
+        "interrupted" => "Interrupted",
+        "lost_target" => "Lost a weir",
+        other => panic!("the demo ended unexpectedly: {other}"),
+    }
+}
+
+#[test]
+fn the_report_of_a_real_run_reads_at_a_glance() {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(mut b) = browser(1280, 900) else {
+        return;
+    };
+    let started = Instant::now();
+    let dir = TempDir::new("report");
+    let report = demo_run(dir.path());
+    let html = std::fs::read_to_string(report.join("report.html"))
+        .expect("report.html beside report.json");
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(report.join("report.json")).unwrap())
+            .unwrap();
+    println!("demo run: {:?}", started.elapsed());
+
+    // `weir report` renders the same page from the JSON.
+    let again = dir.path().join("again.html");
+    let out = weir_output(
+        &[
+            "report",
+            report.join("report.json").to_str().unwrap(),
+            "-o",
+            again.to_str().unwrap(),
+        ],
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&again).unwrap(),
+        html,
+        "weir report = the run's own page"
+    );
+
+    let shown = Instant::now();
+    b.open(&format!("file://{}", report.join("report.html").display()));
+    // The verdict, as the judgement that decided it says.
+    let last = json["judgements"]
+        .as_array()
+        .and_then(|j| j.last())
+        .expect("a judgement");
+    let verdict = last["judgement"]["verdict"].as_str().unwrap();
+    let score = last["judgement"]["score"].as_f64().unwrap();
+    assert_eq!(
+        b.eval("document.querySelector('#verdict .badge').innerText"),
+        verdict.to_uppercase()
+    );
+    let h1 = b.eval("document.querySelector('#verdict h1').innerText");
+    let h1 = h1.as_str().unwrap();
+    assert!(
+        h1.starts_with(headline(json["outcome"]["result"].as_str().unwrap())),
+        "{h1}"
+    );
+    assert!(h1.contains(&format!("score {score:.2}")), "{h1}");
+    let sentence = b.eval("document.querySelector('#verdict .decided').innerText");
+    for m in last["judgement"]["metrics"].as_array().unwrap() {
+        if m["classification"] != "Pass" {
+            let named = format!(
+                "{} was {}",
+                m["name"].as_str().unwrap(),
+                m["classification"].as_str().unwrap()
+            );
+            assert!(sentence.as_str().unwrap().contains(&named), "{sentence}");
+        }
+    }
+
+    // One section per metric: a time series with both lines, histograms of both, a
+    // beeswarm with every judged point of both, and the judge's numbers.
+    let points = last["points"].as_u64().unwrap();
+    for m in json["config"]["metrics"].as_array().unwrap() {
+        let name = m["name"].as_str().unwrap();
+        let got = b.eval(&format!(
+            r#"(() => {{
+                const s = document.getElementById('metric-{name}');
+                if (!s) return null;
+                const one = (sel) => s.querySelectorAll(sel).length;
+                const drawn = (sel) => [...s.querySelectorAll(sel)].filter(e => e.getBBox().width > 0 || e.getBBox().height > 0).length;
+                const line = (side) => {{ const p = s.querySelector('svg.series path.line.' + side); return p ? p.getAttribute('d').split('L').length : 0; }};
+                return {{
+                    series: one('svg.series'), histograms: one('svg.histogram'), swarms: one('svg.beeswarm'),
+                    canary_line: line('canary'), baseline_line: line('baseline'),
+                    canary_bars: drawn('svg.histogram .bars.canary rect'), baseline_bars: drawn('svg.histogram .bars.baseline rect'),
+                    canary_dots: drawn('svg.beeswarm .swarm.canary circle'), baseline_dots: drawn('svg.beeswarm .swarm.baseline circle'),
+                    canary_colour: getComputedStyle(s.querySelector('svg.series path.line.canary')).stroke,
+                    baseline_colour: getComputedStyle(s.querySelector('svg.series path.line.baseline')).stroke,
+                    width: s.querySelector('svg.series').getBoundingClientRect().width,
+                    decision: s.querySelector('table.decision') ? s.querySelector('table.decision').innerText : '',
+                    axis: s.querySelector('svg.series .axis-title').textContent,
+                }};
+            }})()"#
+        ));
+        assert!(!got.is_null(), "no section for {name}");
+        assert_eq!(
+            (
+                got["series"].as_u64(),
+                got["histograms"].as_u64(),
+                got["swarms"].as_u64()
+            ),
+            (Some(1), Some(1), Some(1)),
+            "{name}: {got}"
+        );
+        for side in ["canary", "baseline"] {
+            assert!(
+                got[format!("{side}_line")].as_u64().unwrap() >= points,
+                "{name} {side}: {got}"
+            );
+            assert!(
+                got[format!("{side}_bars")].as_u64().unwrap() >= 1,
+                "{name} {side}: {got}"
+            );
+            assert_eq!(
+                got[format!("{side}_dots")].as_u64(),
+                Some(points),
+                "{name} {side}: every judged point"
+            );
+        }
+        assert_eq!(
+            got["canary_colour"], "rgb(230, 159, 0)",
+            "{name}: canary is Okabe-Ito orange"
+        );
+        assert_eq!(
+            got["baseline_colour"], "rgb(0, 114, 178)",
+            "{name}: baseline is Okabe-Ito blue"
+        );
+        assert!(
+            got["width"].as_f64().unwrap() > 300.0,
+            "{name}: the plot is visible: {got}"
+        );
+        let judged = last["judgement"]["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == name)
+            .unwrap();
+        let decision = got["decision"].as_str().unwrap();
+        assert!(
+            decision.contains(judged["classification"].as_str().unwrap()),
+            "{name}: {decision}"
+        );
+        assert!(
+            decision.contains("p-value") && decision.contains("mean ratio"),
+            "{decision}"
+        );
+        let unit = match m["query"].as_str().unwrap() {
+            "latency_p95" => "(ms)",
+            "cpu" => "(cores)",
+            "rss" => "(MiB)",
+            _ => "responses per interval",
+        };
+        assert!(
+            got["axis"].as_str().unwrap().ends_with(unit),
+            "{name}: axis {}",
+            got["axis"]
+        );
+    }
+
+    // Whole by itself: nothing fetched, nothing wrong in the console.
+    assert_eq!(b.eval("performance.getEntriesByType('resource').length"), 0);
+    assert_eq!(b.console_errors(), Vec::<String>::new());
+    b.screenshot(&screenshots().join("report.png"), Some(2400.0));
+    // The print style: white paper.
+    b.call(
+        "Emulation.setEmulatedMedia",
+        serde_json::json!({ "media": "print" }),
+    );
+    assert_eq!(
+        b.eval("getComputedStyle(document.body).backgroundColor"),
+        "rgb(255, 255, 255)"
+    );
+    println!(
+        "report checked in the browser in {:?}; {} bytes",
+        shown.elapsed(),
+        html.len()
+    );
+}
