@@ -1,4 +1,5 @@
-//! `/metrics` (Prometheus) and the JSON statistics for people and autoscalers.
+//! `/metrics` (Prometheus) and the JSON statistics for people, autoscalers and the
+//! dashboard.
 
 use std::sync::Arc;
 
@@ -7,6 +8,7 @@ use http::{HeaderValue, Response, StatusCode, header};
 use http_body_util::Full;
 use serde_json::{Map, Value, json};
 
+use super::series::Series;
 use super::{AdminResponse, json_response};
 use crate::snapshot::Snapshot;
 use crate::state::Shared;
@@ -186,11 +188,38 @@ pub fn latency(shared: &Shared) -> AdminResponse {
     }
     // Compact, unlike the other endpoints: hundreds of buckets per destination, read
     // by programs at every interval.
-    let body = json!({ "instance": instance(), "destinations": out }).to_string() + "\n";
+    compact_json(&json!({ "instance": instance(), "destinations": out }))
+}
+
+/// JSON on one line, for what programs poll often.
+fn compact_json(value: &Value) -> AdminResponse {
+    let body = value.to_string() + "\n";
     let mut resp = Response::new(Full::new(Bytes::from(body)));
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
     resp
+}
+
+/// `GET /stats/series[?since=SEQ]`: the dashboard's history, a sample per second per
+/// destination for the last five minutes (see [`super::series`]), or only the samples
+/// after `since`. `writes_need_token` says whether the weights API wants the bearer
+/// token, so the page can ask for it before the first change rather than after a 401.
+pub fn series(series: &Series, query: Option<&str>, writes_need_token: bool) -> AdminResponse {
+    let since = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .find_map(|kv| kv.strip_prefix("since="))
+        .and_then(|v| v.parse::<u64>().ok());
+    let (samples, last) = series.since(since);
+    // Compact: polled every second by every open dashboard.
+    compact_json(&json!({
+        "every_seconds": super::series::EVERY.as_secs_f64(),
+        "keep": super::series::KEEP,
+        "quantile_samples": super::series::QUANTILE_SAMPLES,
+        "writes_need_token": writes_need_token,
+        "last": last,
+        "samples": samples,
+    }))
 }
