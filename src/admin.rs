@@ -1,14 +1,16 @@
 //! The admin listener: health and readiness for Kubernetes probes, the effective config,
-//! and the weights API.
+//! the weights API, the statistics, and the live dashboard (`/ui`).
 //!
 //! Mutating endpoints need `Authorization: Bearer <token>` when `admin_token_file` is
 //! set, which the config requires whenever `admin` is not a loopback address.
 
 mod config_api;
+mod series;
+mod stats_api;
+mod ui;
 
 #[cfg(feature = "fuzzing")]
 pub(crate) use config_api::parse_weights;
-mod stats_api;
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -53,6 +55,9 @@ pub async fn serve(
         }
     };
     let auth = Arc::new(auth);
+    // The dashboard's history: a sample a second of counters the requests keep anyway.
+    let series = Arc::new(series::Series::default());
+    tokio::spawn(series::run(shared.clone(), series.clone(), stop.clone()));
     loop {
         tokio::select! {
             () = stop.wait() => return,
@@ -61,11 +66,11 @@ pub async fn serve(
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
                 };
-                let (shared, auth) = (shared.clone(), auth.clone());
+                let (shared, auth, series) = (shared.clone(), auth.clone(), series.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
-                        let (shared, auth) = (shared.clone(), auth.clone());
-                        async move { Ok::<_, Infallible>(route(&shared, &auth, req).await) }
+                        let (shared, auth, series) = (shared.clone(), auth.clone(), series.clone());
+                        async move { Ok::<_, Infallible>(route(&shared, &auth, &series, req).await) }
                     });
                     let conn = http1::Builder::new()
                         .timer(TokioTimer::new())
@@ -79,7 +84,12 @@ pub async fn serve(
     }
 }
 
-async fn route(shared: &Shared, auth: &AdminAuth, req: Request<Incoming>) -> AdminResponse {
+async fn route(
+    shared: &Shared,
+    auth: &AdminAuth,
+    series: &series::Series,
+    req: Request<Incoming>,
+) -> AdminResponse {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -98,6 +108,14 @@ async fn route(shared: &Shared, auth: &AdminAuth, req: Request<Incoming>) -> Adm
         (&Method::GET, ["stats", "connections"]) => stats_api::connections(shared),
         (&Method::GET, ["stats", "destinations"]) => stats_api::destinations(shared),
         (&Method::GET, ["stats", "latency"]) => stats_api::latency(shared),
+        (&Method::GET, ["stats", "series"]) => {
+            stats_api::series(series, req.uri().query(), auth.token_file.is_some())
+        }
+        (&Method::GET, ["ui"]) => ui::serve(ui::Asset::Page),
+        (&Method::GET, ["ui", file]) => match ui::Asset::named(file) {
+            Some(asset) => ui::serve(asset),
+            None => text(StatusCode::NOT_FOUND, "not found\n"),
+        },
         (&Method::GET, ["routes", route, "split"]) => config_api::get_split(shared, route),
         (&Method::PUT | &Method::DELETE, ["routes", route, "split"]) => {
             if let Err(denied) = authorize(auth, &req).await {
@@ -109,7 +127,7 @@ async fn route(shared: &Shared, auth: &AdminAuth, req: Request<Incoming>) -> Adm
                 config_api::delete_split(shared, route)
             }
         }
-        (_, ["healthz" | "ready" | "config" | "metrics"] | ["stats", _] | [""]) => {
+        (_, ["healthz" | "ready" | "config" | "metrics" | "ui"] | ["stats" | "ui", _] | [""]) => {
             method_not_allowed("GET")
         }
         (_, ["routes", _, "split"]) => method_not_allowed("GET, PUT, DELETE"),
@@ -128,6 +146,8 @@ GET    /metrics                 Prometheus metrics (Istio's standard names and l
 GET    /stats/connections       open connections and requests in flight (JSON, for autoscalers)\n\
 GET    /stats/destinations      per destination: requests, status classes, p50/p95/p99, weights (JSON)\n\
 GET    /stats/latency           per destination: cumulative counts and latency histogram since start (JSON)\n\
+GET    /stats/series            per destination, a sample a second for 5 minutes: requests, 5xx, p50/p95/p99, connections, splits (JSON)\n\
+GET    /ui                      the live dashboard (a page; it reads /stats and changes splits with the weights API)\n\
 GET    /routes/{route}/split    a route's current split\n\
 PUT    /routes/{route}/split    set a split: {\"release\": 34, \"baseline\": 33, \"canary\": 33}\n\
 DELETE /routes/{route}/split    drop the API split; the file's split applies again\n";
