@@ -11,14 +11,13 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::*;
 
 /// One browser at a time: two would starve the 2-core machines the tests run on.
-static ONE_BROWSER: Mutex<()> = Mutex::new(());
+static ONE_BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn screenshots() -> PathBuf {
     std::env::var_os("WEIR_SCREENSHOTS").map_or_else(
@@ -91,7 +90,7 @@ fn headline(result: &str) -> &'static str {
 
 #[test]
 fn the_report_of_a_real_run_reads_at_a_glance() {
-    let _one = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_BROWSER.blocking_lock();
     let Some(mut b) = browser(1280, 900) else {
         return;
     };
@@ -266,5 +265,210 @@ fn the_report_of_a_real_run_reads_at_a_glance() {
         "report checked in the browser in {:?}; {} bytes",
         shown.elapsed(),
         html.len()
+    );
+}
+
+/// Three destinations behind weir with its admin token set, and a steady load.
+async fn busy_weir(dir: TempDir) -> (Weir, tokio::task::JoinHandle<()>) {
+    use weir::synthetic::{LatencyRange, Profile};
+    let ms = Duration::from_millis;
+    let profile = |name: &str, lo, hi, errors| Profile {
+        latency: LatencyRange {
+            min: ms(lo),
+            max: ms(hi),
+        },
+        error_rate: errors,
+        ..Profile::new(name)
+    };
+    let release = synthetic_with(profile("release", 2, 6, 0.0)).await;
+    let baseline = synthetic_with(profile("baseline", 2, 6, 0.0)).await;
+    let canary = synthetic_with(profile("canary", 3, 9, 0.03)).await;
+    dir.write("token", &format!("{TOKEN}\n"));
+    let w = Weir::start_in(
+        dir,
+        &format!(
+            "admin_token_file: token\ndestinations:\n  release: {{ endpoints: [\"{release}\"] }}\n  baseline: {{ endpoints: [\"{baseline}\"] }}\n  canary: {{ endpoints: [\"{canary}\"] }}\nroutes:\n  - name: primary\n    split: {{ release: 80, baseline: 10, canary: 10 }}\n"
+        ),
+        LogFormat::Json,
+    )
+    .await;
+    let url = w.url("/");
+    let load = tokio::spawn(async move {
+        let client = h1_client();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..6 {
+            let (client, url) = (client.clone(), url.clone());
+            tasks.spawn(async move {
+                loop {
+                    let req = http::Request::get(url.as_str()).body(empty()).unwrap();
+                    let _ = client.request(req).await;
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+    });
+    (w, load)
+}
+
+const TOKEN: &str = "dashboard-token-0123456789";
+
+/// The last value a chart's line shows, read back from its path (y from 0 to `max`).
+fn last_value_js(route: &str, series: &str) -> String {
+    format!(
+        r#"(() => {{
+            const p = document.querySelector('.route[data-route="{route}"] path[data-series="{series}"]');
+            if (!p) return null;
+            const d = p.getAttribute('d');
+            const m = [...d.matchAll(/[ML]([\d.]+) ([\d.]+)/g)];
+            if (!m.length) return null;
+            const svg = p.ownerSVGElement.viewBox.baseVal;
+            const y = Number(m[m.length - 1][2]);
+            return 100 * (svg.height - 26 - y) / (svg.height - 10 - 26);
+        }})()"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_shows_a_live_weir_and_its_control_changes_a_split() {
+    let _one = ONE_BROWSER.lock().await;
+    let Some(mut b) = browser(1280, 1000) else {
+        return;
+    };
+    let (w, load) = busy_weir(TempDir::new("ui")).await;
+    let admin = w.admin;
+    let ui = format!("http://{admin}/ui");
+    let timings = tokio::task::block_in_place(|| {
+        let started = Instant::now();
+        b.open(&ui);
+        // Live: the three destinations, their rates and latencies, within a few seconds.
+        b.wait_for(
+            "three destinations with traffic",
+            "document.querySelectorAll('#destination-rows tr').length === 3 && [...document.querySelectorAll('#destination-rows tr td:nth-child(2)')].every(td => Number(td.innerText) > 0)",
+            Duration::from_secs(15),
+        );
+        b.wait_for(
+            "five seconds of history with latency",
+            "document.querySelectorAll('#latency-charts path.line[data-series=\"p95\"]').length === 3 && [...document.querySelectorAll('#latency-charts path.line')].every(p => p.getAttribute('d').split('L').length >= 3)",
+            Duration::from_secs(15),
+        );
+        let status = b.eval("document.getElementById('status').innerText");
+        assert!(status.as_str().unwrap().starts_with("live"), "{status}");
+        let loaded = started.elapsed();
+        // What the page shows, against the admin API.
+        let shown = b.eval(
+            r#"(() => ({
+                configured: [...document.querySelectorAll('.route[data-route="primary"] .configured .seg')].map(s => s.title),
+                rates: [...document.querySelectorAll('#chart-rate path.line')].map(p => p.dataset.series),
+                errors: [...document.querySelectorAll('#chart-errors path.line')].map(p => p.dataset.series),
+                connections: [...document.querySelectorAll('#chart-connections path.line')].map(p => p.dataset.series),
+                lines: [...document.querySelectorAll('#latency-charts figure')].map(f => [...f.querySelectorAll('path.line')].map(p => p.dataset.series).join(',')),
+                token_asked: !document.getElementById('token-box').hidden,
+                inputs: [...document.querySelectorAll('.route[data-route="primary"] input[data-dest]')].map(i => i.dataset.dest + '=' + i.value),
+            }))()"#,
+        );
+        assert_eq!(
+            shown["configured"],
+            serde_json::json!(["release 80.0 %", "baseline 10.0 %", "canary 10.0 %"]),
+            "{shown}"
+        );
+        assert_eq!(
+            shown["rates"],
+            serde_json::json!(["release", "baseline", "canary"]),
+            "{shown}"
+        );
+        assert_eq!(shown["errors"], shown["rates"], "{shown}");
+        assert_eq!(
+            shown["connections"].as_array().unwrap().len(),
+            4,
+            "clients and each destination's upstream: {shown}"
+        );
+        assert_eq!(
+            shown["lines"],
+            serde_json::json!(["p50,p95,p99", "p50,p95,p99", "p50,p95,p99"]),
+            "{shown}"
+        );
+        assert_eq!(
+            shown["token_asked"], true,
+            "admin_token_file is set: the page asks for it"
+        );
+        assert_eq!(
+            shown["inputs"],
+            serde_json::json!(["release=80", "baseline=10", "canary=10"]),
+            "{shown}"
+        );
+        assert_eq!(b.console_errors(), Vec::<String>::new());
+        // Some history before the change, for the picture.
+        b.wait_for("ten seconds of history", "document.querySelector('#chart-rate path.line').getAttribute('d').split('L').length >= 10", Duration::from_secs(20));
+
+        // A person moves the traffic to baseline and canary, with the token.
+        b.type_into(
+            ".route[data-route=\"primary\"] input[data-dest=\"release\"]",
+            "0",
+        );
+        b.type_into(
+            ".route[data-route=\"primary\"] input[data-dest=\"baseline\"]",
+            "50",
+        );
+        b.type_into(
+            ".route[data-route=\"primary\"] input[data-dest=\"canary\"]",
+            "50",
+        );
+        b.type_into("#token", TOKEN);
+        let clicked = Instant::now();
+        b.click(".route[data-route=\"primary\"] button.apply");
+        let message = b.wait_for(
+            "the change accepted",
+            "(() => { const m = document.querySelector('.route[data-route=\"primary\"] .message'); return m.classList.contains('ok') && m.innerText; })()",
+            Duration::from_secs(10),
+        );
+        assert!(message.as_str().unwrap().contains("canary 50"), "{message}");
+        // The plot follows: the next seconds' traffic is all baseline and canary.
+        b.wait_for(
+            "the traffic share plot showing the new split",
+            &format!(
+                "(() => {{ const r = {}; const c = {}; return r !== null && c !== null && r < 1 && c > 25 && c < 75; }})()",
+                last_value_js("primary", "release traffic"),
+                last_value_js("primary", "canary traffic")
+            ),
+            Duration::from_secs(10),
+        );
+        let in_plot = clicked.elapsed();
+        b.wait_for(
+            "the inputs follow the new split",
+            "document.querySelector('.route[data-route=\"primary\"] input[data-dest=\"canary\"]').value === '50' && document.querySelector('.route[data-route=\"primary\"] .configured .seg').title.startsWith('baseline 50')",
+            Duration::from_secs(5),
+        );
+        assert_eq!(b.console_errors(), Vec::<String>::new());
+        // Some history after it, for the picture.
+        b.wait_for("ten seconds after the change", "document.querySelector('#chart-rate path.line').getAttribute('d').split('L').length >= 20", Duration::from_secs(20));
+        b.screenshot(&screenshots().join("dashboard.png"), None);
+
+        // A wrong token is refused, and said so.
+        b.type_into("#token", "not-the-token-0000000000");
+        b.type_into(
+            ".route[data-route=\"primary\"] input[data-dest=\"release\"]",
+            "5",
+        );
+        b.click(".route[data-route=\"primary\"] button.apply");
+        let refused = b.wait_for(
+            "the refusal shown",
+            "(() => { const m = document.querySelector('.route[data-route=\"primary\"] .message'); return m.classList.contains('bad') && m.innerText; })()",
+            Duration::from_secs(10),
+        );
+        assert!(refused.as_str().unwrap().contains("401"), "{refused}");
+        (loaded, in_plot)
+    });
+    // The admin API agrees with what the page said.
+    let split = admin_json(admin, "/routes/primary/split").await;
+    assert_eq!(
+        split["split"],
+        serde_json::json!({ "release": 0, "baseline": 50, "canary": 50 }),
+        "{split}"
+    );
+    load.abort();
+    println!(
+        "dashboard: live after {:?}; a change in the plot {:?} after the click",
+        timings.0, timings.1
     );
 }
