@@ -363,9 +363,17 @@ async fn an_interrupt_rolls_back_and_a_drifted_weir_is_corrected() {
             "{:?}",
             changed.elapsed()
         );
+        // The page for people is written as the run goes, like the JSON.
+        let html = std::fs::read_to_string(reports.join("report.html")).expect("report.html");
+        assert!(html.contains("<h1>Running"), "the run so far");
         canary.signal("INT");
         let (code, out) = canary.finish(20).await;
         assert_eq!(code, 130, "{out}");
+        let html = std::fs::read_to_string(reports.join("report.html")).expect("report.html");
+        assert!(
+            html.contains("Interrupted, rolled back") && html.contains(">correction 80/10/10"),
+            "the ending and the correction on the page"
+        );
         timeline.wait_for(&initial(), 5).await;
         let r = report(&reports);
         assert_eq!(r["outcome"]["result"], "interrupted");
