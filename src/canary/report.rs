@@ -13,6 +13,7 @@ mod model;
 mod plots;
 mod sections;
 mod svg;
+mod verdict;
 
 use std::path::{Path, PathBuf};
 
@@ -77,7 +78,7 @@ pub fn render(doc: &Map<String, Value>) -> Option<String> {
     out.push_str(&format!("<title>{}</title><style>", svg::esc(&title)));
     out.push_str(STYLE);
     out.push_str("</style></head><body><main>");
-    sections::verdict(&run, &mut out);
+    verdict::verdict(&run, &mut out);
     out.push_str(r#"<p class="legend"><i class="key canary"></i>canary <i class="key baseline"></i>baseline <span class="legend-note">in every plot; shaded: warm-up (grey) and the points the deciding judgement saw (tinted); solid lines: stages; dashed: other weight changes</span></p>"#);
     sections::stages(&run, &mut out);
     sections::groups(&run, &mut out);

@@ -99,6 +99,8 @@ pub struct Metric {
     /// `weir latency_p95`, `process cpu`, or the PromQL.
     pub source: String,
     pub direction: String,
+    /// Judged and shown, not scored.
+    pub muted: bool,
     pub canary: Vec<Point>,
     pub baseline: Vec<Point>,
 }
@@ -263,6 +265,7 @@ impl<'a> Run<'a> {
                     proportions,
                     source,
                     direction: m["direction"].as_str().unwrap_or("either").to_owned(),
+                    muted: m["muted"] == true,
                     canary: side("canary"),
                     baseline: side("baseline"),
                     name,
@@ -359,6 +362,11 @@ impl<'a> Run<'a> {
     /// The stage's last judgement.
     pub fn stage_judgement(&self, stage: u64) -> Option<&Judged<'a>> {
         self.judgements.iter().rev().find(|j| j.stage == stage)
+    }
+
+    /// Whether the metric `name` is muted (judged, not scored).
+    pub fn muted(&self, name: &str) -> bool {
+        self.metrics.iter().any(|m| m.name == name && m.muted)
     }
 
     /// Still going: the page is rewritten at every interval.

@@ -1,241 +1,16 @@
-//! The report's sections as HTML, top to bottom: the verdict with the sentence that says
-//! what decided it, the stages, the groups, one section per metric, and the record
-//! (weight changes, missing points, notes). Every number shown is the judgement's own.
+//! The report's sections after the verdict, as HTML: the stages, the groups, one
+//! section per metric with its plots and the judge's numbers, and the record (weight
+//! changes, missing points, notes). Every number shown is the judgement's own.
 
 use std::fmt::Write;
 
 use serde_json::Value;
 
-use super::model::{Judged, Metric, Run, Unit, show_weights};
+use super::model::{Metric, Run, Unit, show_weights};
 use super::num;
 use super::plots;
-use super::svg::{c, clock, esc};
-
-/// The word for a run's outcome, and whether it was the judge's doing.
-fn outcome_title(run: &Run) -> &'static str {
-    match run.result.as_str() {
-        "promoted" => "Promoted",
-        "would_promote" => "Would promote (dry run)",
-        "rolled_back" => "Rolled back",
-        "would_roll_back" => "Would roll back (dry run)",
-        "interrupted" => "Interrupted, rolled back",
-        "lost_target" => "Lost a weir, rolled back",
-        "preflight_failed" => "Pre-flight failed, nothing changed",
-        "promote_failed" => "Promote failed",
-        "running" => "Running",
-        _ => "Ended",
-    }
-}
-
-/// What a score is against the thresholds, in words.
-fn against(score: f64, (pass, marginal): (f64, f64)) -> String {
-    if score >= pass {
-        format!("at or above pass {}", num(pass))
-    } else if score > marginal {
-        format!(
-            "below pass {} and above marginal {}",
-            num(pass),
-            num(marginal)
-        )
-    } else {
-        format!("at or below marginal {}", num(marginal))
-    }
-}
-
-fn scored_metrics<'v>(j: &'v Judged) -> impl Iterator<Item = &'v Value> {
-    j.judge["metrics"].as_array().into_iter().flatten()
-}
-
-fn is_failing(m: &Value) -> bool {
-    !matches!(m["classification"].as_str(), Some("Pass" | "Nodata") | None)
-}
-
-fn effect(m: &Value) -> String {
-    let measure = m["effect"]["measure"].as_str().unwrap_or("mean_ratio");
-    let value = m["effect"]["value"].as_f64().map_or("-".to_owned(), num);
-    format!("{} {value}", measure.replace('_', " "))
-}
-
-/// One sentence on what decided the judgement, from its own numbers.
-pub fn decided(run: &Run, j: &Judged) -> String {
-    let score = j.score.unwrap_or(0.0);
-    let at = format!("at {} points of stage {}", j.points, j.stage);
-    let failing: Vec<&Value> = scored_metrics(j).filter(|m| is_failing(m)).collect();
-    if let Some(m) = failing.iter().find(|m| m["critical"] == true) {
-        return format!(
-            "{} was {} as a critical metric ({}), which scores the whole judgement 0 {at}.",
-            m["name"].as_str().unwrap_or("?"),
-            m["classification"].as_str().unwrap_or("?"),
-            effect(m)
-        );
-    }
-    if failing.is_empty() {
-        let nodata = scored_metrics(j)
-            .filter(|m| m["classification"] == "Nodata")
-            .count();
-        let total = scored_metrics(j).count();
-        let mut s = format!(
-            "No metric differed beyond its tolerance: {} of {total} passed",
-            total - nodata
-        );
-        if nodata > 0 {
-            let _ = write!(s, " ({nodata} without data, not counted)");
-        }
-        let _ = write!(
-            s,
-            ", so the score is {} {at}, {}.",
-            num(score),
-            against(score, run.thresholds)
-        );
-        return s;
-    }
-    let named: Vec<String> = failing
-        .iter()
-        .map(|m| {
-            format!(
-                "{} was {} ({})",
-                m["name"].as_str().unwrap_or("?"),
-                m["classification"].as_str().unwrap_or("?"),
-                effect(m)
-            )
-        })
-        .collect();
-    let groups: Vec<String> = j.judge["groups"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(_, g)| g["score"].as_f64().is_some_and(|s| s < 100.0))
-        .map(|(name, g)| {
-            format!(
-                "group {name} (weight {}) scored {}",
-                g["weight"].as_f64().map_or("-".to_owned(), num),
-                g["score"].as_f64().map_or("-".to_owned(), num)
-            )
-        })
-        .collect();
-    format!(
-        "{}, so {} and the score is {} {at}, {}.",
-        join(&named),
-        join(&groups),
-        num(score),
-        against(score, run.thresholds)
-    )
-}
-
-/// `a`, `a and b`, `a, b and c`.
-fn join(items: &[String]) -> String {
-    match items {
-        [] => String::new(),
-        [one] => one.clone(),
-        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
-    }
-}
-
-/// The verdict: badge, headline, the deciding sentence, the score on its scale.
-pub fn verdict(run: &Run, out: &mut String) {
-    let j = run.deciding();
-    let verdict = j.map_or("none", |j| j.verdict.as_str());
-    let badge = match (run.running(), verdict) {
-        (true, "none") => "RUNNING".to_owned(),
-        (_, "none") => "NO VERDICT".to_owned(),
-        (_, v) => v.to_uppercase(),
-    };
-    let _ = write!(
-        out,
-        r#"<header class="verdict {v}" id="verdict"><div class="badge">{badge}</div><div class="verdict-text"><h1>{}"#,
-        outcome_title(run),
-        v = esc(verdict)
-    );
-    if let Some(score) = j.and_then(|j| j.score) {
-        let _ = write!(
-            out,
-            ": score {:.2}, {}",
-            score,
-            esc(&against(score, run.thresholds))
-        );
-    }
-    out.push_str("</h1>");
-    if let Some(j) = j {
-        let running = if run.running() { "So far: " } else { "" };
-        let _ = write!(
-            out,
-            r#"<p class="decided">{running}{}</p>"#,
-            esc(&decided(run, j))
-        );
-        if let Some(score) = j.score {
-            score_scale(run, score, out);
-        }
-    }
-    if !run.reason.is_empty() {
-        let _ = write!(
-            out,
-            r#"<p class="reason">The controller: “{}”</p>"#,
-            esc(&run.reason)
-        );
-    }
-    let _ = write!(
-        out,
-        r#"<p class="meta">route <b>{}</b> on {} weir(s) · started {} · {} · exit status {}{}</p></div></header>"#,
-        esc(&run.route),
-        run.targets.len(),
-        esc(&run.started),
-        if run.running() {
-            format!("running for {}", clock(run.end))
-        } else {
-            format!("ran {}", clock(run.end))
-        },
-        run.exit_code.map_or("-".to_owned(), |c| c.to_string()),
-        if run.dry_run {
-            " · dry run: no weight was changed"
-        } else {
-            ""
-        }
-    );
-}
-
-/// The score as a marker on a 0-100 bar with the fail, marginal and pass zones.
-fn score_scale(run: &Run, score: f64, out: &mut String) {
-    let (pass, marginal) = run.thresholds;
-    let x = |v: f64| 12.0 + v.clamp(0.0, 100.0) * 5.0;
-    let _ = write!(
-        out,
-        r#"<svg class="scale" viewBox="0 0 524 60" width="524" height="60" role="img" aria-label="score {score:.2} on 0 to 100; marginal {marginal}, pass {pass}"><rect class="zone-fail" x="12" y="14" width="{}" height="14"/><rect class="zone-marginal" x="{}" y="14" width="{}" height="14"/><rect class="zone-pass" x="{}" y="14" width="{}" height="14"/>"#,
-        c(x(marginal) - 12.0),
-        c(x(marginal)),
-        c(x(pass) - x(marginal)),
-        c(x(pass)),
-        c(x(100.0) - x(pass)),
-    );
-    for (v, name) in [(marginal, "marginal"), (pass, "pass")] {
-        let _ = write!(
-            out,
-            r#"<line class="threshold" x1="{x}" x2="{x}" y1="12" y2="30"/><text class="tick" x="{x}" y="9" text-anchor="middle">{name} {}</text>"#,
-            num(v),
-            x = c(x(v))
-        );
-    }
-    // The ends' labels, unless the marker sits on them.
-    for (v, anchor) in [(0.0, "start"), (100.0, "end")] {
-        if (score - v).abs() > 8.0 {
-            let _ = write!(
-                out,
-                r#"<text class="tick" x="{}" y="42" text-anchor="{anchor}">{}</text>"#,
-                c(x(v)),
-                num(v)
-            );
-        }
-    }
-    let anchor = match score {
-        s if s > 90.0 => "end",
-        s if s < 10.0 => "start",
-        _ => "middle",
-    };
-    let _ = write!(
-        out,
-        r#"<path class="score-marker" d="M{x} 29l-6 14h12z"/><text class="score-text" x="{x}" y="56" text-anchor="{anchor}">score {score:.2}</text></svg>"#,
-        x = c(x(score))
-    );
-}
+use super::svg::{clock, esc};
+use super::verdict::{effect, scored_metrics};
 
 /// The stages: the picture over time, then a table.
 pub fn stages(run: &Run, out: &mut String) {
@@ -358,10 +133,10 @@ pub fn metric(run: &Run, m: &Metric, out: &mut String) {
         esc(&m.name),
         esc(&class.to_lowercase().replace(' ', "-")),
         esc(class),
-        if r.is_some_and(|r| r["critical"] == true) {
-            r#" <span class="class critical">critical</span>"#
-        } else {
-            ""
+        match (r.is_some_and(|r| r["critical"] == true), m.muted) {
+            (true, _) => r#" <span class="class critical">critical</span>"#,
+            (_, true) => r#" <span class="class nodata">muted: not scored</span>"#,
+            _ => "",
         },
         esc(&m.group),
         esc(&m.source),
