@@ -68,22 +68,7 @@ impl Socket {
     }
 
     fn frame(&mut self, opcode: u8, payload: &[u8]) -> std::io::Result<()> {
-        const MASK: [u8; 4] = [0x57, 0x45, 0x49, 0x52];
-        let mut out = vec![0x80 | opcode];
-        match payload.len() {
-            n if n < 126 => out.push(0x80 | n as u8),
-            n if n <= 0xffff => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&MASK);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ MASK[i % 4]));
-        self.stream.write_all(&out)
+        self.stream.write_all(&client_frame(opcode, payload))
     }
 
     fn send(&mut self, text: &str) -> std::io::Result<()> {
@@ -379,10 +364,27 @@ impl Browser {
         let w = m["cssContentSize"]["width"].as_f64().unwrap_or(1280.0);
         let h = m["cssContentSize"]["height"].as_f64().unwrap_or(900.0);
         let h = max_height.map_or(h, |max| h.min(max));
+        self.capture(path, (0.0, 0.0, w, h));
+    }
+
+    /// A PNG of the element `selector` (with a small margin) at `path`.
+    pub fn screenshot_of(&mut self, selector: &str, path: &Path) {
+        let sel = serde_json::to_string(selector).unwrap();
+        let r = self.eval(&format!(
+            "(() => {{ const r = document.querySelector({sel}).getBoundingClientRect(); return [r.left + scrollX, r.top + scrollY, r.width, r.height]; }})()"
+        ));
+        let n = |i: usize| {
+            r[i].as_f64()
+                .unwrap_or_else(|| panic!("no element {selector}"))
+        };
+        self.capture(path, (n(0) - 8.0, n(1) - 8.0, n(2) + 16.0, n(3) + 16.0));
+    }
+
+    fn capture(&mut self, path: &Path, (x, y, w, h): (f64, f64, f64, f64)) {
         let shot = self.call(
             "Page.captureScreenshot",
             json!({ "format": "png", "captureBeyondViewport": true,
-                    "clip": { "x": 0, "y": 0, "width": w, "height": h, "scale": 1 } }),
+                    "clip": { "x": x.max(0.0), "y": y.max(0.0), "width": w, "height": h, "scale": 1 } }),
         );
         let png = base64_decode(shot["data"].as_str().expect("screenshot data"));
         if let Some(dir) = path.parent() {

@@ -1,5 +1,5 @@
 //! HTTP/1.1 on raw TCP, for exact wire checks: one exchange per connection, and a
-//! parser for what comes back.
+//! parser for what comes back; and WebSocket client frames.
 
 use super::*;
 /// GET on the admin listener with a raw HTTP/1.1 request; `(status, body)`.
@@ -396,4 +396,24 @@ pub async fn scripted_upstream(response: &'static [u8], hold: Duration) -> Socke
         }
     });
     addr
+}
+
+/// A masked client frame (RFC 6455 §5.2).
+pub fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    let mask = [0x37, 0xfa, 0x21, 0x3d];
+    let mut frame = vec![0x80 | opcode];
+    match payload.len() {
+        n if n < 126 => frame.push(0x80 | n as u8),
+        n if n <= usize::from(u16::MAX) => {
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            frame.push(0x80 | 127);
+            frame.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
 }
