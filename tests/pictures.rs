@@ -5,7 +5,8 @@
 //! which is how the README's were made: `WEIR_SCREENSHOTS=docs cargo test --test
 //! pictures`).
 //!
-//! Without chromium each test prints why and passes: CI installs it, so they run there.
+//! Without chromium each test prints why and passes; CI installs it and sets
+//! `WEIR_REQUIRE_BROWSER`, so there they run.
 
 mod support;
 
@@ -26,9 +27,14 @@ fn screenshots() -> PathBuf {
     )
 }
 
+/// The browser, or `None` (with the reason printed) when there is none, unless
+/// `WEIR_REQUIRE_BROWSER` is set (CI sets it: there, no browser is a failure).
 fn browser(width: u32, height: u32) -> Option<Browser> {
     match Browser::launch(width, height) {
         Ok(b) => Some(b),
+        Err(why) if std::env::var_os("WEIR_REQUIRE_BROWSER").is_some() => {
+            panic!("WEIR_REQUIRE_BROWSER is set, but: {why}")
+        }
         Err(why) => {
             println!("skipped: {why}");
             None
@@ -251,7 +257,20 @@ fn the_report_of_a_real_run_reads_at_a_glance() {
     // Whole by itself: nothing fetched, nothing wrong in the console.
     assert_eq!(b.eval("performance.getEntriesByType('resource').length"), 0);
     assert_eq!(b.console_errors(), Vec::<String>::new());
-    b.screenshot(&screenshots().join("report.png"), Some(2400.0));
+    b.screenshot(&screenshots().join("report.png"), Some(1180.0));
+    let failed = last["judgement"]["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["classification"] != "Pass")
+        .or(last["judgement"]["metrics"].get(0))
+        .and_then(|m| m["name"].as_str())
+        .unwrap()
+        .to_owned();
+    b.screenshot_of(
+        &format!("#metric-{failed}"),
+        &screenshots().join("report-metric.png"),
+    );
     // The print style: white paper.
     b.call(
         "Emulation.setEmulatedMedia",
