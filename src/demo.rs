@@ -108,7 +108,8 @@ async fn demo(opts: DemoOptions) -> Result<(), DemoError> {
     let server = Server::start(config)?;
     let proxy = server.listen_addr();
     println!(
-        "weir demo: proxy on http://{proxy}  admin on http://{}",
+        "weir demo: proxy on http://{proxy}  admin on http://{}  dashboard: http://{}/ui",
+        server.admin_addr(),
         server.admin_addr()
     );
     println!(
