@@ -181,6 +181,29 @@ fn thirty_minutes_at_ten_seconds_is_well_under_a_mebibyte() {
 }
 
 #[test]
+fn a_source_down_all_run_long_keeps_the_page_small() {
+    let mut doc = thirty_minutes();
+    let mut missing = Vec::new();
+    for (name, ..) in METRICS {
+        for side in ["canary", "baseline"] {
+            for p in doc["points"][name][side].as_array_mut().unwrap() {
+                p["value"] = Value::Null;
+                missing.push(json!({ "time": p["time"], "stage": p["stage"], "metric": name, "side": side, "why": "Prometheus: connection refused (http://prometheus.monitoring:9090)" }));
+            }
+        }
+    }
+    let n = missing.len();
+    doc["missing"] = json!(missing);
+    let html = weir::canary::report::render(doc.as_object().unwrap()).unwrap();
+    assert!(html.len() < 1024 * 1024, "{} bytes", html.len());
+    assert!(
+        html.contains(&format!("and {} more, all in report.json", n - 200)),
+        "{n}"
+    );
+    assert!(html.contains(&format!("{} point(s) missing over the run", n / 4)));
+}
+
+#[test]
 fn a_run_without_a_judgement_says_so() {
     let mut doc = thirty_minutes();
     doc["judgements"] = json!([]);

@@ -24,6 +24,9 @@ const state = {
   totals: {},
   colours: new Map(),
   editing: new Set(),
+  // Splits just set, shown in the inputs until a sample carries them (or for 5 s, if
+  // something else changed the split meanwhile).
+  applied: new Map(),
   routes: new Map(),
   charts: new Map(),
 };
@@ -118,6 +121,11 @@ function shares(split, samples) {
     }
   }
   return total > 0 ? Object.fromEntries(names.map((n) => [n, (100 * counts[n]) / total])) : null;
+}
+
+function sameSplit(a, b) {
+  const ka = Object.keys(a);
+  return ka.length === Object.keys(b).length && ka.every((k) => a[k] === b[k]);
 }
 
 function weightShares(split) {
@@ -293,6 +301,7 @@ async function write(route, node, method) {
       state.editing.delete(route);
       node.discard.hidden = true;
       const split = answer.split || {};
+      state.applied.set(route, { split, until: Date.now() + 5000 });
       node.message.classList.add('ok');
       node.message.textContent = `set: ${Object.entries(split).map(([d, w]) => `${d} ${w}`).join(', ')} (${answer.source || 'api'})`;
     } else {
@@ -314,6 +323,9 @@ function renderRoutes(latest) {
   const names = Object.keys(latest.destinations);
   for (const [route, split] of Object.entries(latest.routes)) {
     const node = routeNode(route);
+    const applied = state.applied.get(route);
+    if (applied && (sameSplit(applied.split, split) || Date.now() > applied.until)) state.applied.delete(route);
+    const shown = state.applied.has(route) ? state.applied.get(route).split : split;
     const configured = weightShares(split);
     stack(node.configured, Object.entries(configured));
     const got = shares(split, recent(SHARE_SAMPLES));
@@ -332,8 +344,8 @@ function renderRoutes(latest) {
         node.fields.set(dest, input);
       }
       const input = node.fields.get(dest);
-      input.dataset.inSplit = dest in split ? 'yes' : 'no';
-      if (!state.editing.has(route)) input.value = String(split[dest] || 0);
+      input.dataset.inSplit = dest in shown ? 'yes' : 'no';
+      if (!state.editing.has(route)) input.value = String(shown[dest] || 0);
     }
     const lines = [];
     for (const dest of Object.keys(split)) {

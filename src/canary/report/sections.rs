@@ -269,6 +269,9 @@ fn numbers(m: &Metric, r: &Value, out: &mut String) {
     out.push_str("</tbody></table></div>");
 }
 
+/// The most missing points listed: a source down for hours must not make the page large.
+const MAX_ROWS: usize = 200;
+
 /// Weight changes, missing points and notes, in time order.
 pub fn record(run: &Run, out: &mut String) {
     out.push_str(r#"<section id="record"><h2>Record</h2>"#);
@@ -289,7 +292,7 @@ pub fn record(run: &Run, out: &mut String) {
     }
     if !run.missing.is_empty() {
         out.push_str("<h3>Missing points</h3><table><thead><tr><th>time</th><th>stage</th><th>metric</th><th>side</th><th>why</th></tr></thead><tbody>");
-        for (t, stage, metric, side, why) in &run.missing {
+        for (t, stage, metric, side, why) in run.missing.iter().take(MAX_ROWS) {
             let _ = write!(
                 out,
                 "<tr><td>{}</td><td>{stage}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -300,6 +303,13 @@ pub fn record(run: &Run, out: &mut String) {
             );
         }
         out.push_str("</tbody></table>");
+        if run.missing.len() > MAX_ROWS {
+            let _ = write!(
+                out,
+                "<p class=\"note\">and {} more, all in report.json</p>",
+                run.missing.len() - MAX_ROWS
+            );
+        }
     }
     if !run.notes.is_empty() {
         out.push_str("<h3>Notes</h3><ul>");
