@@ -44,7 +44,7 @@ fn browser(width: u32, height: u32) -> Option<Browser> {
 
 /// Runs `weir demo --canary bad` in `dir` to its end; returns its report directory.
 fn demo_run(dir: &Path) -> PathBuf {
-    let mut child = Command::new(WEIR)
+    let mut child = Command::new(weir_bin())
         .args([
             "--log-level",
             "warn",
