@@ -109,7 +109,7 @@ async fn route(
         (&Method::GET, ["stats", "destinations"]) => stats_api::destinations(shared),
         (&Method::GET, ["stats", "latency"]) => stats_api::latency(shared),
         (&Method::GET, ["stats", "series"]) => {
-            stats_api::series(series, req.uri().query(), auth.token_file.is_some())
+            stats_api::series(shared, series, req.uri().query(), auth.token_file.is_some())
         }
         (&Method::GET, ["ui"]) => ui::serve(ui::Asset::Page),
         (&Method::GET, ["ui", file]) => match ui::Asset::named(file) {

@@ -3,7 +3,10 @@
 //! and 5xx since the previous sample, the latency quantiles of the last few seconds from
 //! the cumulative histogram `/stats/latency` serves, active connections) and of every
 //! route's split. Five minutes are kept. Nothing is added to the request path: the
-//! sampler only reads counters the requests already update.
+//! sampler only reads counters the requests already update. It samples only while
+//! someone watches: from the first `GET /stats/series` (which takes a sample at once;
+//! the dashboard asks every second) until [`WATCHED_FOR`] after the last; a weir nobody watches spends nothing
+//! on it (a sample reads every latency bucket of every destination).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -23,6 +26,9 @@ pub const KEEP: usize = 300;
 /// destination with a few requests a second still gets a p99 worth reading.
 pub const QUANTILE_SAMPLES: usize = 5;
 
+/// How long after the last ask the sampler keeps going.
+pub const WATCHED_FOR: Duration = Duration::from_secs(600);
+
 /// One destination's cumulative numbers at one sample.
 #[derive(Debug, Clone, Default)]
 struct Reading {
@@ -36,6 +42,8 @@ struct Reading {
 #[derive(Debug, Default)]
 pub struct Series {
     inner: Mutex<Inner>,
+    /// When the samples were last asked for; `None`: not since the sampler stopped.
+    asked: Mutex<Option<Instant>>,
 }
 
 #[derive(Debug, Default)]
@@ -166,7 +174,18 @@ impl Series {
 
     /// The samples after `since` (all kept ones without it), oldest first, and the
     /// newest sequence number.
-    pub fn since(&self, since: Option<u64>) -> (Vec<Value>, Option<u64>) {
+    /// The first ask after a quiet spell takes a sample at once, so a dashboard opened
+    /// has a first point without waiting for the sampler's next tick.
+    pub fn since(&self, since: Option<u64>, shared: &Shared) -> (Vec<Value>, Option<u64>) {
+        let was_watched = self
+            .asked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .replace(Instant::now())
+            .is_some();
+        if !was_watched {
+            self.sample(shared);
+        }
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let last = inner.next_seq.checked_sub(1);
         let samples = inner
@@ -179,7 +198,24 @@ impl Series {
     }
 }
 
-/// Samples `shared` every [`EVERY`] until `stop`.
+impl Series {
+    /// Whether someone asked lately. When they stopped, the history goes too: a
+    /// sample later would compare its counts with ones minutes old.
+    fn watched(&self) -> bool {
+        let mut asked = self.asked.lock().unwrap_or_else(|e| e.into_inner());
+        if asked.is_some_and(|at| at.elapsed() <= WATCHED_FOR) {
+            return true;
+        }
+        if asked.take().is_some() {
+            let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+            inner.samples.clear();
+            inner.readings.clear();
+        }
+        false
+    }
+}
+
+/// Samples `shared` every [`EVERY`] while it is watched, until `stop`.
 pub async fn run(shared: Arc<Shared>, series: Arc<Series>, mut stop: DrainSignal) {
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -187,6 +223,9 @@ pub async fn run(shared: Arc<Shared>, series: Arc<Series>, mut stop: DrainSignal
         tokio::select! {
             () = stop.wait() => return,
             _ = tick.tick() => {
+                if !series.watched() {
+                    continue;
+                }
                 let started = Instant::now();
                 series.sample(&shared);
                 tracing::trace!(took_us = started.elapsed().as_micros() as u64, "dashboard sample");

@@ -206,13 +206,18 @@ fn compact_json(value: &Value) -> AdminResponse {
 /// destination for the last five minutes (see [`super::series`]), or only the samples
 /// after `since`. `writes_need_token` says whether the weights API wants the bearer
 /// token, so the page can ask for it before the first change rather than after a 401.
-pub fn series(series: &Series, query: Option<&str>, writes_need_token: bool) -> AdminResponse {
+pub fn series(
+    shared: &Shared,
+    series: &Series,
+    query: Option<&str>,
+    writes_need_token: bool,
+) -> AdminResponse {
     let since = query
         .into_iter()
         .flat_map(|q| q.split('&'))
         .find_map(|kv| kv.strip_prefix("since="))
         .and_then(|v| v.parse::<u64>().ok());
-    let (samples, last) = series.since(since);
+    let (samples, last) = series.since(since, shared);
     // Compact: polled every second by every open dashboard.
     compact_json(&json!({
         "every_seconds": super::series::EVERY.as_secs_f64(),
