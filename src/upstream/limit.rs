@@ -11,38 +11,61 @@
 //! client's stalled streams do not leave every other client with 503s until the stream
 //! idle timeout.
 
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Notify, watch};
 
 use super::Failure;
 
-/// The places of one destination.
+/// The places of one destination. A count, not a semaphore: taking and giving back a
+/// place are an atomic operation each (tokio's semaphore takes a lock to give one
+/// back, on every request); only requests that wait use the [`Notify`].
 #[derive(Debug)]
 pub(crate) struct Limiter {
-    places: Semaphore,
+    in_flight: AtomicUsize,
+    max_in_flight: usize,
     waiting: AtomicUsize,
     max_waiting: usize,
+    /// A place was given back while requests waited.
+    released: Notify,
     pressure: Arc<Pressure>,
 }
 
 impl Limiter {
     pub(super) fn new(max_requests: usize, max_waiting: usize, pressure: Arc<Pressure>) -> Self {
         Limiter {
-            places: Semaphore::new(max_requests),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: max_requests,
             waiting: AtomicUsize::new(0),
             max_waiting,
+            released: Notify::new(),
             pressure,
         }
     }
 
-    /// A place for one request: at once when one is free, else after a wait in the
-    /// queue; [`Failure::Overflow`] when the queue is full too.
+    fn try_take(&self) -> bool {
+        let mut n = self.in_flight.load(Ordering::Relaxed);
+        while n < self.max_in_flight {
+            match self.in_flight.compare_exchange_weak(
+                n,
+                n + 1,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => n = now,
+            }
+        }
+        false
+    }
+
+    /// A place for one request: at once when one is free and nobody waits for one,
+    /// else after a wait in the queue; [`Failure::Overflow`] when the queue is full too.
     pub(super) async fn enter(self: &Arc<Self>) -> Result<InFlight, Failure> {
-        if let Ok(place) = self.places.try_acquire() {
-            place.forget();
+        if self.waiting.load(Ordering::Relaxed) == 0 && self.try_take() {
             return Ok(InFlight(self.clone()));
         }
         self.pressure.raise();
@@ -50,16 +73,26 @@ impl Limiter {
             self.waiting.fetch_sub(1, Ordering::Relaxed);
             return Err(Failure::Overflow);
         }
-        let place = self.places.acquire().await;
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
-        match place {
-            Ok(place) => {
-                place.forget();
-                Ok(InFlight(self.clone()))
+        let _queued = Queued(&self.waiting);
+        loop {
+            // Listening before looking: a place given back in between still wakes us.
+            let mut released = pin!(self.released.notified());
+            released.as_mut().enable();
+            if self.try_take() {
+                return Ok(InFlight(self.clone()));
             }
-            // The semaphore is never closed.
-            Err(_) => Err(Failure::Overflow),
+            released.await;
         }
+    }
+}
+
+/// A request in the queue; leaves it when dropped (its place taken, or the request
+/// gone: a client that gave up).
+struct Queued<'a>(&'a AtomicUsize);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -69,7 +102,11 @@ pub struct InFlight(Arc<Limiter>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.places.add_permits(1);
+        let limiter = &self.0;
+        limiter.in_flight.fetch_sub(1, Ordering::Release);
+        if limiter.waiting.load(Ordering::Relaxed) > 0 {
+            limiter.released.notify_one();
+        }
     }
 }
 
@@ -142,5 +179,41 @@ mod tests {
         assert!(!raised.has_changed().unwrap());
         drop(a);
         assert!(waiting.await.unwrap().is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_request_that_gives_up_leaves_the_queue() {
+        let limiter = Arc::new(Limiter::new(1, 1, Arc::new(Pressure::default())));
+        let held = limiter.enter().await.unwrap();
+        let gave_up =
+            tokio::time::timeout(std::time::Duration::from_millis(10), limiter.enter()).await;
+        assert!(gave_up.is_err());
+        assert_eq!(limiter.waiting.load(Ordering::Relaxed), 0);
+        drop(held);
+        assert!(limiter.enter().await.is_ok());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_waiter_gets_a_place_as_places_come_back() {
+        let limiter = Arc::new(Limiter::new(4, 1000, Arc::new(Pressure::default())));
+        let tasks: Vec<_> = (0..500)
+            .map(|_| {
+                let limiter = limiter.clone();
+                tokio::spawn(async move {
+                    let place = limiter.enter().await.expect("a place");
+                    assert!(limiter.in_flight.load(Ordering::Relaxed) <= 4);
+                    tokio::task::yield_now().await;
+                    drop(place);
+                })
+            })
+            .collect();
+        for task in tasks {
+            tokio::time::timeout(std::time::Duration::from_secs(10), task)
+                .await
+                .expect("no waiter is forgotten")
+                .unwrap();
+        }
+        assert_eq!(limiter.in_flight.load(Ordering::Relaxed), 0);
+        assert_eq!(limiter.waiting.load(Ordering::Relaxed), 0);
     }
 }

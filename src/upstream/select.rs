@@ -39,8 +39,10 @@ pub(super) struct Health {
 impl Health {
     /// Whether a request may use the endpoint now: it is up, or its backoff ran out
     /// and this request gets to probe it.
-    fn usable(&self, now: u64) -> bool {
-        self.retry_at.load(Ordering::Relaxed) == 0 || self.claim_probe(now)
+    /// `now` is only read for an endpoint that is backing off.
+    fn usable(&self, now: &mut Option<u64>) -> bool {
+        self.retry_at.load(Ordering::Relaxed) == 0
+            || self.claim_probe(*now.get_or_insert_with(now_ms))
     }
 
     /// Claims the right to probe an endpoint whose backoff ran out: the next probe is
@@ -98,10 +100,10 @@ impl<'a> EndpointCursor<'a> {
     pub(super) fn new(destination: &'a Destination) -> Option<Self> {
         let endpoints = destination.endpoints();
         let start = destination.next_endpoint();
-        let now = now_ms();
+        let mut now = None;
         let index = (0..endpoints.len())
             .map(|i| (start + i) % endpoints.len())
-            .find(|&i| endpoints[i].health.usable(now))?;
+            .find(|&i| endpoints[i].health.usable(&mut now))?;
         Some(EndpointCursor {
             destination,
             index,
@@ -125,10 +127,10 @@ impl<'a> EndpointCursor<'a> {
         }
         self.retry_left = false;
         let endpoints = self.destination.endpoints();
-        let now = now_ms();
+        let mut now = None;
         let next = (1..endpoints.len())
             .map(|i| (self.index + i) % endpoints.len())
-            .find(|&i| endpoints[i].health.usable(now));
+            .find(|&i| endpoints[i].health.usable(&mut now));
         match next {
             Some(i) => {
                 self.index = i;
@@ -146,7 +148,7 @@ mod tests {
     #[test]
     fn backoff_grows_and_is_capped() {
         let health = Health::default();
-        assert!(health.usable(now_ms()));
+        assert!(health.usable(&mut None));
         let mut last = 0;
         for _ in 0..10 {
             health.connect_failed();
@@ -155,9 +157,9 @@ mod tests {
             last = backoff;
         }
         assert_eq!(last, BACKOFF_CAP.as_millis() as u64);
-        assert!(!health.usable(now_ms()));
+        assert!(!health.usable(&mut None));
         health.connected();
-        assert!(health.usable(now_ms()));
+        assert!(health.usable(&mut None));
         assert_eq!(health.backoff_ms(), BACKOFF_BASE.as_millis() as u64);
     }
 
