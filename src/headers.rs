@@ -82,56 +82,52 @@ pub fn trim_ows(t: &[u8]) -> &[u8] {
 /// some servers and as credentials by others), no spaces, no second host.
 /// Hand-written: `http::uri::Authority` accepts user information.
 pub fn valid_host(value: &[u8]) -> bool {
-    let (host, port) = match value.first() {
-        Some(b'[') => match value.iter().position(|&b| b == b']') {
-            Some(end) => {
-                let literal = &value[1..end];
-                let ok = !literal.is_empty()
-                    && literal
-                        .iter()
-                        .all(|&b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'));
-                if !ok {
-                    return false;
-                }
-                match &value[end + 1..] {
-                    [] => return true,
-                    [b':', port @ ..] => (&value[..0], port),
-                    _ => return false,
-                }
+    let port = match value.first() {
+        // An empty value is allowed (RFC 9112 §3.2: a target without an authority).
+        None => return true,
+        Some(b'[') => {
+            let Some(end) = value.iter().position(|&b| b == b']') else {
+                return false;
+            };
+            let literal = &value[1..end];
+            let ip = |b: &u8| b.is_ascii_hexdigit() || matches!(b, b':' | b'.');
+            if literal.is_empty() || !literal.iter().all(ip) {
+                return false;
             }
-            None => return false,
-        },
-        _ => match value.iter().position(|&b| b == b':') {
-            Some(colon) => (&value[..colon], &value[colon + 1..]),
-            None => (value, &value[value.len()..]),
+            match &value[end + 1..] {
+                [] => return true,
+                [b':', port @ ..] => port,
+                _ => return false,
+            }
+        }
+        // One pass over the name (`:80` names no host).
+        Some(_) => match value.iter().position(|&b| !REG_NAME[b as usize]) {
+            None => return true,
+            Some(0) => return false,
+            Some(at) if value[at] == b':' => &value[at + 1..],
+            Some(_) => return false,
         },
     };
-    let reg_name = |b: &u8| {
-        b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'.'
-                    | b'_'
-                    | b'~'
-                    | b'%'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b';'
-                    | b'='
-            )
-    };
-    // `:80` names no host; an empty value is allowed (RFC 9112 §3.2: a target
-    // without an authority).
-    let named = !host.is_empty() || value.is_empty() || value[0] == b'[';
-    named && host.iter().all(reg_name) && port.len() <= 5 && port.iter().all(u8::is_ascii_digit)
+    port.len() <= 5 && port.iter().all(u8::is_ascii_digit)
 }
+
+/// The bytes of a host name (RFC 3986 `reg-name`: unreserved, sub-delims and `%`), as
+/// a table: a host is checked on every request.
+static REG_NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(c, b'-' | b'.' | b'_' | b'~' | b'%')
+            || matches!(
+                c,
+                b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+            );
+        b += 1;
+    }
+    table
+};
 
 /// Tokens of `Connection` that are options rather than the names of headers to drop:
 /// `keep-alive`, `close`, `upgrade` (handled on their own) and `te` (`te: trailers`
