@@ -21,8 +21,11 @@ mod downstream;
 mod local;
 mod watch;
 
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::time::Instant;
+
+use tokio::time::Sleep;
 
 use http::{Method, Uri, Version};
 
@@ -311,11 +314,13 @@ impl Exchange {
     /// Phase two: forwards the request (head from phase one, HTTP/1.1 bytes in `head`)
     /// and returns the upstream's response once its head arrived. HTTP/1.1 response
     /// heads go to `sink` while still in the upstream's buffer.
+    /// `timer`: the client connection's own, when it has one (see `watch::watched`).
     pub async fn forward<B: BodySource, S: ResponseSink>(
         &mut self,
         head: &mut Vec<u8>,
         body: &mut B,
         sink: &mut S,
+        timer: Option<Pin<&mut Sleep>>,
     ) -> Result<Response, Failure> {
         let outbound = match &mut self.upstream {
             UpstreamHead::Http1 {
@@ -341,16 +346,19 @@ impl Exchange {
             inner: body,
             progress: &progress,
         };
-        let forwarding =
-            upstream::forward(&self.destination, outbound, &mut body, sink, self.deadline);
-        let response = watch::watched(
-            forwarding,
-            &progress,
-            meter.as_deref(),
-            self.stream_idle,
-            self.request_deadline,
-        )
-        .await?;
+        let forwarding = pin!(upstream::forward(
+            &self.destination,
+            outbound,
+            &mut body,
+            sink
+        ));
+        let clocks = watch::RequestClocks {
+            route_deadline: self.deadline,
+            request_deadline: self.request_deadline,
+            idle: self.stream_idle,
+        };
+        let response =
+            watch::watched(forwarding, &progress, meter.as_deref(), clocks, timer).await?;
         self.record.set_endpoint(response.endpoint().label.clone());
         Ok(response)
     }

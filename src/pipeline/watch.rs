@@ -4,13 +4,13 @@
 //! client that trickles its body, or stops sending it, cannot hold an upstream
 //! connection for as long as it likes.
 
-use std::future::Future;
-use std::pin::pin;
+use std::future::{Future, poll_fn};
+use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use crate::telemetry::{BodyMeter, ResponseFlag};
 use crate::upstream::{BodySource, Failure, RequestBody, Trailers};
@@ -43,70 +43,119 @@ impl Progress {
     }
 }
 
-/// Runs `exchange` under the clocks; `None` for either timeout turns it off. A body
-/// that streams on its own reports to `meter`.
-pub(super) async fn watched<F, T>(
-    exchange: F,
-    progress: &Progress,
-    meter: Option<&BodyMeter>,
-    idle: Option<Duration>,
-    request_deadline: Option<Instant>,
-) -> Result<T, Failure>
-where
-    F: Future<Output = Result<T, Failure>>,
-{
-    if idle.is_none() && request_deadline.is_none() {
-        return exchange.await;
-    }
-    tokio::select! {
-        biased;
-        result = exchange => result,
-        failure = clocks(progress, meter, idle, request_deadline) => Err(failure),
-    }
+/// The clocks of a request until its response head; `None` turns one off.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RequestClocks {
+    /// The route's timeout: everything until the response head, a wait for a place in
+    /// the destination's limit and retries included.
+    pub(super) route_deadline: Option<Instant>,
+    /// The request timeout: the body must have arrived by then.
+    pub(super) request_deadline: Option<Instant>,
+    /// The stream idle timeout.
+    pub(super) idle: Option<Duration>,
 }
 
-/// Resolves with the failure of whichever clock runs out first.
-async fn clocks(
-    progress: &Progress,
-    meter: Option<&BodyMeter>,
-    idle: Option<Duration>,
-    request_deadline: Option<Instant>,
-) -> Failure {
-    let mut sleep = pin!(tokio::time::sleep_until(far_future()));
-    let mut moves = 0;
-    loop {
+impl RequestClocks {
+    /// The first instant a clock could run out. Nothing has moved yet, so it needs no
+    /// reading of the time.
+    fn first(&self, progress: &Progress) -> Option<Instant> {
+        let request = self
+            .request_deadline
+            .filter(|_| !progress.body_done.load(Ordering::Relaxed));
+        let idle = self.idle.map(|d| progress.start + d);
+        let at = match (self.route_deadline, request) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match (at, idle) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The next instant a clock could run out, or the failure of one that has. A body
+    /// that streams on its own reports to `meter`.
+    fn check(
+        &self,
+        now: Instant,
+        progress: &Progress,
+        meter: Option<&BodyMeter>,
+        moves: &mut u64,
+    ) -> Result<Option<Instant>, Failure> {
         if let Some(meter) = meter {
-            if meter.moves() != moves {
-                moves = meter.moves();
+            if meter.moves() != *moves {
+                *moves = meter.moves();
                 progress.moved();
             }
             if meter.ended() {
                 progress.body_done.store(true, Ordering::Relaxed);
             }
         }
-        let idle_at = idle.map(|d| progress.last() + d);
-        let request_at = request_deadline.filter(|_| !progress.body_done.load(Ordering::Relaxed));
-        let Some(next) = [idle_at, request_at].into_iter().flatten().min() else {
-            return std::future::pending().await;
-        };
-        sleep.as_mut().reset(next);
-        sleep.as_mut().await;
-        if meter.is_some_and(|m| m.moves() != moves) {
-            // A body streaming on its own moved: look again.
-            continue;
+        let route = self.route_deadline;
+        let request = self
+            .request_deadline
+            .filter(|_| !progress.body_done.load(Ordering::Relaxed));
+        let idle = self.idle.map(|d| progress.last() + d);
+        for (at, failure) in [
+            (route, Failure::Timeout),
+            (request, Failure::RequestTimeout),
+            (idle, Failure::StreamIdle),
+        ] {
+            if at.is_some_and(|at| now >= at) {
+                return Err(failure);
+            }
         }
-        let now = Instant::now();
-        if request_at.is_some_and(|at| now >= at) && !progress.body_done.load(Ordering::Relaxed) {
-            return Failure::RequestTimeout;
-        }
-        if idle.is_some_and(|d| now >= progress.last() + d) {
-            return Failure::StreamIdle;
-        }
+        Ok([route, request, idle].into_iter().flatten().min())
     }
 }
 
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86400 * 365)
+/// Runs `exchange` under the clocks. One timer for all of them: `timer` when given
+/// (an HTTP/1.1 connection's own, already registered), else one of its own. The timer
+/// may fire early, never late: one set earlier than the clocks is left alone (moving
+/// a registered timer later costs nothing when it fires, moving it earlier costs a
+/// re-registration), and when it fires the clocks are looked at and it is set again.
+/// The exchange is polled in place (it is large: moving it costs more than the rest).
+pub(super) async fn watched<F, T>(
+    mut exchange: Pin<&mut F>,
+    progress: &Progress,
+    meter: Option<&BodyMeter>,
+    clocks: RequestClocks,
+    timer: Option<Pin<&mut Sleep>>,
+) -> Result<T, Failure>
+where
+    F: Future<Output = Result<T, Failure>>,
+{
+    let mut moves = 0;
+    let Some(first) = clocks.first(progress) else {
+        return exchange.await;
+    };
+    let mut own = pin!(None::<Sleep>);
+    let mut timer = match timer {
+        Some(mut timer) => {
+            if timer.deadline() > first {
+                timer.as_mut().reset(first);
+            }
+            timer
+        }
+        None => {
+            own.set(Some(tokio::time::sleep_until(first)));
+            own.as_mut().as_pin_mut().expect("just set")
+        }
+    };
+    poll_fn(|cx| {
+        if let Poll::Ready(result) = exchange.as_mut().poll(cx) {
+            return Poll::Ready(result);
+        }
+        while timer.as_mut().poll(cx).is_ready() {
+            match clocks.check(Instant::now(), progress, meter, &mut moves) {
+                Err(failure) => return Poll::Ready(Err(failure)),
+                Ok(Some(next)) => timer.as_mut().reset(next),
+                Ok(None) => return Poll::Pending,
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// A body source that notes on [`Progress`] when its data moves and when it ends.
@@ -172,11 +221,39 @@ impl ResponseClock {
     }
 
     /// Runs `f`, one move of the response (a read or a write), unless a clock runs out
-    /// first.
-    pub async fn run<F: Future>(&self, f: F) -> Result<F::Output, ResponseFlag> {
-        match self.next(Instant::now()) {
-            None => Ok(f.await),
-            Some((at, flag)) => tokio::time::timeout_at(at, f).await.map_err(|_| flag),
-        }
+    /// first, on `timer` (the connection's: see [`watched`]). The clocks are read only
+    /// if `f` has to wait.
+    pub async fn run<F: Future>(
+        &self,
+        f: F,
+        mut timer: Pin<&mut Sleep>,
+    ) -> Result<F::Output, ResponseFlag> {
+        let mut f = pin!(f);
+        let mut due = None;
+        poll_fn(|cx| {
+            if let Poll::Ready(out) = f.as_mut().poll(cx) {
+                return Poll::Ready(Ok(out));
+            }
+            let (at, flag) = match due {
+                Some(due) => due,
+                None => {
+                    let Some(next) = self.next(Instant::now()) else {
+                        return Poll::Pending;
+                    };
+                    if timer.deadline() > next.0 {
+                        timer.as_mut().reset(next.0);
+                    }
+                    *due.insert(next)
+                }
+            };
+            while timer.as_mut().poll(cx).is_ready() {
+                if Instant::now() >= at {
+                    return Poll::Ready(Err(flag));
+                }
+                timer.as_mut().reset(at);
+            }
+            Poll::Pending
+        })
+        .await
     }
 }

@@ -1,5 +1,5 @@
 //! Forwarding one request to a destination: the one place that picks endpoints,
-//! connects, sends, and decides what may be tried again, under the route's deadline.
+//! connects, sends, and decides what may be tried again (the caller's clocks bound it).
 //!
 //! What is retried, and why it is safe:
 //! - a connect failure, once, on the destination's next endpoint (Envoy's
@@ -18,7 +18,6 @@ use std::sync::Arc;
 use bytes::Bytes;
 use hyper::body::Incoming;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 
 use super::body::{BodyChunk, Replay, RequestBody};
 use super::h1::{self, RawResponse, ResponseStart};
@@ -80,27 +79,18 @@ impl Response {
 }
 
 /// Forwards a request to `destination` and returns its response once the head arrived,
-/// or why there is none. `deadline` bounds everything until then, a wait for a place
-/// in the destination's limit included (the caller keeps it for the body).
+/// or why there is none. The caller's clocks (the route's deadline among them) bound
+/// all of it, a wait for a place in the destination's limit included.
 pub async fn forward<B: BodySource, S: ResponseSink>(
     destination: &Destination,
     outbound: Outbound<'_>,
     body: &mut B,
     sink: &mut S,
-    deadline: Option<Instant>,
 ) -> Result<Response, Failure> {
-    let forwarding = async {
-        let in_flight = destination.limiter.enter().await.inspect_err(|_| {
-            destination.stats.overflowed();
-        })?;
-        attempts(destination, outbound, body, sink, in_flight).await
-    };
-    match deadline {
-        None => forwarding.await,
-        Some(at) => tokio::time::timeout_at(at, forwarding)
-            .await
-            .unwrap_or(Err(Failure::Timeout)),
-    }
+    let in_flight = destination.limiter.enter().await.inspect_err(|_| {
+        destination.stats.overflowed();
+    })?;
+    attempts(destination, outbound, body, sink, in_flight).await
 }
 
 /// Tries endpoints until one answers or a failure may not be retried.

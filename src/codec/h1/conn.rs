@@ -2,13 +2,13 @@
 //! hand it to the pipeline, write the answer, and go on to the next request until
 //! either side closes, the connection idles out, or a drain ends it.
 
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Uri, Version};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::respond::ConnectionHeader;
 use crate::headers::valid_host;
@@ -68,6 +68,10 @@ pub(super) struct ClientConn<I> {
     pub wbuf: Vec<u8>,
     pub downstream: Arc<Downstream>,
     pub shared: Arc<Shared>,
+    /// The connection's one timer: idle and header timeouts between requests, the
+    /// request's clocks and the response's while one is proxied. Set earlier only
+    /// when it must be; later costs nothing.
+    pub timer: Pin<Box<Sleep>>,
 }
 
 /// Serves HTTP/1.1 on `io` until the client is done, the connection idles out, or the
@@ -94,12 +98,12 @@ pub(crate) async fn serve<I>(
         wbuf: Vec::with_capacity(1024),
         downstream,
         shared,
+        timer: Box::pin(tokio::time::sleep(settings.idle_timeout)),
     };
     let mut drained = pin!(drain.wait());
     let mut draining = false;
     let grace = DRAIN_GRACE.min(settings.drain_timeout / 2);
     let header_timeout = settings.limits.request_header_timeout;
-    let mut timer = pin!(tokio::time::sleep(settings.idle_timeout));
     'requests: loop {
         // Until a request's first byte the idle timeout runs (once draining, only the
         // grace); from it, the request-header timeout. The timer is set for the
@@ -116,7 +120,7 @@ pub(crate) async fn serve<I>(
         // ones, pipelined or already buffered, from now.
         let first_byte = first_byte.take();
         let mut head_start = (!c.rbuf.is_empty()).then(|| first_byte.unwrap_or(now));
-        timer
+        c.timer
             .as_mut()
             .reset(idle_end.min(head_start.unwrap_or(now) + header_timeout));
         let (req, prepared) = loop {
@@ -144,20 +148,20 @@ pub(crate) async fn serve<I>(
                     draining = true;
                     if c.rbuf.is_empty() {
                         idle_end = idle_end.min(Instant::now() + grace);
-                        let end = timer.deadline().min(idle_end);
-                        timer.as_mut().reset(end);
+                        let end = c.timer.deadline().min(idle_end);
+                        c.timer.as_mut().reset(end);
                     }
                 }
-                () = &mut timer => {
+                () = &mut c.timer => {
                     let now = Instant::now();
                     match head_start {
                         Some(start) if now >= start + header_timeout => {
                             c.reject(408, "request header timeout").await;
                             break 'requests;
                         }
-                        Some(start) => timer.as_mut().reset(start + header_timeout),
+                        Some(start) => c.timer.as_mut().reset(start + header_timeout),
                         None if now >= idle_end => break 'requests,
-                        None => timer.as_mut().reset(idle_end),
+                        None => c.timer.as_mut().reset(idle_end),
                     }
                 }
             }

@@ -98,6 +98,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> ClientConn<I> {
             rbuf,
             head,
             wbuf,
+            timer,
             ..
         } = self;
         let mut body = ClientBody::new(io, rbuf, BodyState::new(req.framing));
@@ -108,7 +109,9 @@ impl<I: AsyncRead + AsyncWrite + Unpin> ClientConn<I> {
             open: false,
             grpc_status: None,
         };
-        let result = exchange.forward(head, &mut body, &mut sink).await;
+        let result = exchange
+            .forward(head, &mut body, &mut sink, Some(timer.as_mut()))
+            .await;
         let (open, grpc_status) = (sink.open, sink.grpc_status);
         let (sent, state) = (body.sent, body.state);
         exchange.record.add_request_bytes(sent);

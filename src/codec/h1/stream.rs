@@ -5,11 +5,13 @@
 //! finds its request counted.
 
 use std::future::poll_fn;
+use std::pin::Pin;
 
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::time::Sleep;
 
 use super::conn::{ClientConn, Next, RequestInfo};
 use super::respond::ConnectionHeader;
@@ -85,29 +87,29 @@ impl<I: AsyncRead + AsyncWrite + Unpin> ClientConn<I> {
                         sent += n as u64;
                         if out == Out::Plain && self.wbuf.is_empty() && n >= GATHER / 4 {
                             // Large data goes out straight from the upstream's buffer.
-                            write(&mut self.io, data, clock).await?;
+                            write(&mut self.io, data, clock, self.timer.as_mut()).await?;
                         } else {
                             out.data(&mut self.wbuf, data);
                         }
                         body.advance(n);
                         if self.wbuf.len() >= GATHER {
-                            write(&mut self.io, &self.wbuf, clock).await?;
+                            write(&mut self.io, &self.wbuf, clock, self.timer.as_mut()).await?;
                             self.wbuf.clear();
                         }
                     }
                     Buffered::End => {
                         out.end(&mut self.wbuf, body.take_trailers().as_ref());
                         finish(&mut record, sent);
-                        write(&mut self.io, &self.wbuf, clock).await?;
+                        write(&mut self.io, &self.wbuf, clock, self.timer.as_mut()).await?;
                         return Ok(());
                     }
                     Buffered::Empty => {
                         if !self.wbuf.is_empty() {
-                            write(&mut self.io, &self.wbuf, clock).await?;
+                            write(&mut self.io, &self.wbuf, clock, self.timer.as_mut()).await?;
                             self.wbuf.clear();
                         }
                         clock
-                            .run(poll_fn(|cx| body.poll_read(cx)))
+                            .run(poll_fn(|cx| body.poll_read(cx)), self.timer.as_mut())
                             .await?
                             .map_err(|_| ResponseFlag::UpstreamConnectionTermination)?;
                     }
@@ -169,7 +171,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> ClientConn<I> {
         let mut sent = 0u64;
         let result: Result<(), ResponseFlag> = async {
             loop {
-                let frame = clock.run(incoming.frame()).await?;
+                let frame = clock.run(incoming.frame(), self.timer.as_mut()).await?;
                 let frame = match frame {
                     None => None,
                     Some(Ok(frame)) => Some(frame),
@@ -188,7 +190,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> ClientConn<I> {
                     None => {
                         out.end(&mut self.wbuf, None);
                         finish(&mut record, sent);
-                        write(&mut self.io, &self.wbuf, clock).await?;
+                        write(&mut self.io, &self.wbuf, clock, self.timer.as_mut()).await?;
                         return Ok(());
                     }
                 };
@@ -198,10 +200,10 @@ impl<I: AsyncRead + AsyncWrite + Unpin> ClientConn<I> {
                     }
                     out.end(&mut self.wbuf, Some(&Trailers::Map(trailers)));
                     finish(&mut record, sent);
-                    write(&mut self.io, &self.wbuf, clock).await?;
+                    write(&mut self.io, &self.wbuf, clock, self.timer.as_mut()).await?;
                     return Ok(());
                 }
-                write(&mut self.io, &self.wbuf, clock).await?;
+                write(&mut self.io, &self.wbuf, clock, self.timer.as_mut()).await?;
                 self.wbuf.clear();
             }
         }
@@ -243,9 +245,10 @@ async fn write<W: AsyncWrite + Unpin>(
     io: &mut W,
     bytes: &[u8],
     clock: ResponseClock,
+    timer: Pin<&mut Sleep>,
 ) -> Result<(), ResponseFlag> {
     clock
-        .run(io.write_all(bytes))
+        .run(io.write_all(bytes), timer)
         .await?
         .map_err(|_| ResponseFlag::DownstreamConnectionTermination)
 }

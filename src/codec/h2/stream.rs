@@ -106,7 +106,7 @@ pub(super) async fn serve(
     let mut source = StreamBody::new(body, meter);
     let mut sink = PartsSink(None);
     let forwarded = exchange
-        .forward(&mut upstream_head, &mut source, &mut sink)
+        .forward(&mut upstream_head, &mut source, &mut sink, None)
         .await;
     let clock = exchange.clock();
     let mut record = exchange.record;
