@@ -442,12 +442,7 @@ async fn hosts_that_name_no_single_host_are_400() {
         let req = http::Request::get("http://evil@shop.example/h2")
             .body(())
             .unwrap();
-        let (response, _) = send
-            .ready()
-            .await
-            .unwrap()
-            .send_request(req, true)
-            .unwrap();
+        let (response, _) = send.ready().await.unwrap().send_request(req, true).unwrap();
         assert_eq!(response.await.expect("a response").status(), 400);
         // Then one good request: the recorder must see it alone.
         let resp = exchange(
