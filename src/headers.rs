@@ -36,25 +36,61 @@ pub enum Role {
 /// The role of a header, by its name in any case: the one table of header roles.
 #[inline]
 pub fn role(name: &str) -> Role {
-    let is = |known: &str| name.eq_ignore_ascii_case(known);
+    let name = name.as_bytes();
+    let is = |known: &[u8]| lowercase_eq(name, known);
     match name.len() {
-        2 if is("te") => Role::Te,
-        4 if is("host") => Role::Host,
-        6 if is("expect") => Role::Expect,
-        6 if is("cookie") => Role::Cookie,
-        7 if is("upgrade") => Role::Upgrade,
-        7 if is("trailer") => Role::HopByHop,
-        10 if is("connection") => Role::Connection,
-        10 if is("keep-alive") => Role::HopByHop,
-        12 if is("x-request-id") => Role::XRequestId,
-        12 if is("content-type") => Role::ContentType,
-        14 if is("content-length") => Role::ContentLength,
-        15 if is("x-forwarded-for") => Role::XForwardedFor,
-        16 if is("proxy-connection") => Role::HopByHop,
-        17 if is("transfer-encoding") => Role::TransferEncoding,
-        17 if is("x-forwarded-proto") => Role::XForwardedProto,
-        18 if is("proxy-authenticate") => Role::HopByHop,
+        2 if is(b"te") => Role::Te,
+        4 if is(b"host") => Role::Host,
+        6 if is(b"expect") => Role::Expect,
+        6 if is(b"cookie") => Role::Cookie,
+        7 if is(b"upgrade") => Role::Upgrade,
+        7 if is(b"trailer") => Role::HopByHop,
+        10 if is(b"connection") => Role::Connection,
+        10 if is(b"keep-alive") => Role::HopByHop,
+        12 if is(b"x-request-id") => Role::XRequestId,
+        12 if is(b"content-type") => Role::ContentType,
+        14 if is(b"content-length") => Role::ContentLength,
+        15 if is(b"x-forwarded-for") => Role::XForwardedFor,
+        16 if is(b"proxy-connection") => Role::HopByHop,
+        17 if is(b"transfer-encoding") => Role::TransferEncoding,
+        17 if is(b"x-forwarded-proto") => Role::XForwardedProto,
+        18 if is(b"proxy-authenticate") => Role::HopByHop,
         _ => Role::EndToEnd,
+    }
+}
+
+/// Whether the header name `name` is `known` (lowercase letters and `-`, of the same
+/// length) in any case. Every line's name is classified, so names are compared a word
+/// at a time, not byte by byte: setting bit 0x20 lowercases ASCII letters, and among the
+/// bytes of a token only letters and `-` itself end up as letters or `-`.
+#[inline(always)]
+fn lowercase_eq(name: &[u8], known: &[u8]) -> bool {
+    debug_assert!(known.len() <= 24);
+    debug_assert!(known.iter().all(|b| b.is_ascii_lowercase() || *b == b'-'));
+    let len = name.len();
+    if len != known.len() {
+        return false;
+    }
+    let word =
+        |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or_default());
+    let half =
+        |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap_or_default());
+    match len {
+        // Two overlapping or adjacent pieces cover the name; three for the longest.
+        16.. => {
+            (word(name, 0) | 0x2020_2020_2020_2020) == word(known, 0)
+                && (word(name, 8) | 0x2020_2020_2020_2020) == word(known, 8)
+                && (word(name, len - 8) | 0x2020_2020_2020_2020) == word(known, len - 8)
+        }
+        8.. => {
+            (word(name, 0) | 0x2020_2020_2020_2020) == word(known, 0)
+                && (word(name, len - 8) | 0x2020_2020_2020_2020) == word(known, len - 8)
+        }
+        4.. => {
+            (half(name, 0) | 0x2020_2020) == half(known, 0)
+                && (half(name, len - 4) | 0x2020_2020) == half(known, len - 4)
+        }
+        _ => name.iter().zip(known).all(|(a, b)| (a | 0x20) == *b),
     }
 }
 
@@ -148,6 +184,18 @@ pub trait HeaderSource {
     /// Whether a `Connection` field names headers to drop (besides its options).
     fn listed(&self) -> bool;
 
+    /// Where a field's whole line is in the source (start and end), when it is exactly
+    /// what an HTTP/1.1 sink writes for it (`name: value` and CRLF) and can be copied
+    /// as it is.
+    fn line(&self, _name: &str, _value: &[u8]) -> Option<(usize, usize)> {
+        None
+    }
+
+    /// The source's bytes from `start` to `end`: lines from [`HeaderSource::line`].
+    fn span(&self, _start: usize, _end: usize) -> &[u8] {
+        &[]
+    }
+
     /// Whether a `Connection` field names `name` (however many it names).
     fn connection_lists(&self, name: &str) -> bool {
         self.fields()
@@ -165,6 +213,8 @@ pub struct Lines<'h, 'b> {
     pub roles: &'h [Role],
     /// `Connection` names headers to drop.
     pub listed: bool,
+    /// The head the lines were parsed from (empty: none to copy lines from).
+    pub bytes: &'b [u8],
 }
 
 impl HeaderSource for Lines<'_, '_> {
@@ -178,6 +228,27 @@ impl HeaderSource for Lines<'_, '_> {
 
     fn listed(&self) -> bool {
         self.listed
+    }
+
+    #[inline(always)]
+    fn line(&self, name: &str, value: &[u8]) -> Option<(usize, usize)> {
+        let bytes = self.bytes;
+        let start = (name.as_ptr() as usize).wrapping_sub(bytes.as_ptr() as usize);
+        let colon = start.wrapping_add(name.len());
+        let end = colon.wrapping_add(value.len() + 4);
+        // Exactly `name: value CRLF`, the value where the parser found it, so the line
+        // is what a sink would write field by field.
+        let canonical = start < bytes.len()
+            && end <= bytes.len()
+            && colon < end
+            && value.as_ptr() as usize == bytes.as_ptr() as usize + colon + 2
+            && bytes[colon..colon + 2] == *b": "
+            && bytes[end - 2..end] == *b"\r\n";
+        canonical.then_some((start, end))
+    }
+
+    fn span(&self, start: usize, end: usize) -> &[u8] {
+        &self.bytes[start..end]
     }
 }
 
@@ -200,7 +271,14 @@ impl HeaderSource for HeaderMap {
 
 /// A header section to write.
 pub trait HeaderSink {
+    /// The sink takes whole HTTP/1.1 lines ([`HeaderSink::lines`]).
+    const LINES: bool = false;
+
     fn field(&mut self, name: &str, value: &[u8]);
+    /// Whole header lines, CRLFs included (only when [`HeaderSink::LINES`]).
+    fn lines(&mut self, _lines: &[u8]) {
+        unreachable!("a sink that takes lines says so")
+    }
     /// Starts a field whose value comes in pieces ([`HeaderSink::append`]), ended by
     /// [`HeaderSink::end`].
     fn begin(&mut self, name: &str);
@@ -213,9 +291,16 @@ pub trait HeaderSink {
 pub struct Http1Lines<'a>(pub &'a mut Vec<u8>);
 
 impl HeaderSink for Http1Lines<'_> {
+    const LINES: bool = true;
+
     #[inline]
     fn field(&mut self, name: &str, value: &[u8]) {
         line(self.0, name.as_bytes(), value);
+    }
+
+    #[inline]
+    fn lines(&mut self, lines: &[u8]) {
+        self.0.extend_from_slice(lines);
     }
 
     fn begin(&mut self, name: &str) {
@@ -286,6 +371,53 @@ impl HeaderSink for MapSink<'_> {
     }
 }
 
+/// Writes the fields a policy keeps, in order. Into an HTTP/1.1 head from an HTTP/1.1
+/// head, lines that follow one another unchanged in the source are copied as one piece
+/// (most of a head is passed on as it came): one copy instead of four per field.
+struct Kept<'s, S: ?Sized, K> {
+    source: &'s S,
+    sink: &'s mut K,
+    /// The run of lines not yet written (`start == end`: none).
+    run: (usize, usize),
+}
+
+impl<'s, S: HeaderSource + ?Sized, K: HeaderSink> Kept<'s, S, K> {
+    fn new(source: &'s S, sink: &'s mut K) -> Self {
+        Kept {
+            source,
+            sink,
+            run: (0, 0),
+        }
+    }
+
+    // Always inlined: a call costs more than the rest (it runs for every field).
+    #[inline(always)]
+    fn field(&mut self, name: &str, value: &[u8]) {
+        if K::LINES
+            && let Some((start, end)) = self.source.line(name, value)
+        {
+            if start != self.run.1 {
+                self.flush();
+                self.run.0 = start;
+            }
+            self.run.1 = end;
+            return;
+        }
+        self.flush();
+        self.sink.field(name, value);
+    }
+
+    /// Writes the run of lines so far; before anything else is written.
+    #[inline]
+    fn flush(&mut self) -> &mut K {
+        let (start, end) = std::mem::take(&mut self.run);
+        if start != end {
+            self.sink.lines(self.source.span(start, end));
+        }
+        self.sink
+    }
+}
+
 // === The policy ===
 
 /// What the client connection contributes to the forwarding headers.
@@ -345,6 +477,7 @@ pub fn forward_request<S: HeaderSource + ?Sized>(
     let listed = source.listed();
     let (mut host, mut forwarded_for, mut cookies) = (false, false, 0usize);
     let (mut has_request_id, mut request_id) = (false, None);
+    let mut kept = Kept::new(source, sink);
     for (name, value, role) in source.fields() {
         let keep = match role {
             Role::EndToEnd => !listed || !source.connection_lists(name),
@@ -378,9 +511,10 @@ pub fn forward_request<S: HeaderSource + ?Sized>(
             }
         };
         if keep {
-            sink.field(name, value);
+            kept.field(name, value);
         }
     }
+    let sink = kept.flush();
     match edits.host {
         _ if edits.to_http2 => {}
         HostEdit::Replace(authority) => sink.field("host", authority.as_bytes()),
@@ -452,6 +586,7 @@ pub fn forward_response<S: HeaderSource + ?Sized>(
     sink: &mut impl HeaderSink,
 ) {
     let listed = source.listed();
+    let mut kept = Kept::new(source, sink);
     for (name, value, role) in source.fields() {
         let keep = match role {
             Role::EndToEnd => !listed || !source.connection_lists(name),
@@ -461,9 +596,10 @@ pub fn forward_response<S: HeaderSource + ?Sized>(
             _ => true,
         };
         if keep {
-            sink.field(name, value);
+            kept.field(name, value);
         }
     }
+    kept.flush();
 }
 
 /// A random (version 4) UUID in its 36-character text form, as Envoy generates for

@@ -21,19 +21,36 @@ fn edits(fwd: &Forwarding) -> RequestEdits<'_> {
     }
 }
 
-/// Parses `raw` as a request head and forwards its fields as HTTP/1.1 lines.
+/// Parses `raw` as a request head and forwards its fields as HTTP/1.1 lines. Lines
+/// copied in runs from the head must come out as written field by field.
 fn forward_lines(raw: &[u8], edits: &RequestEdits<'_>) -> (String, Option<HeaderValue>) {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut req = httparse::Request::new(&mut headers);
     assert!(req.parse(raw).unwrap().is_complete());
     let roles = roles(req.headers);
+    let mut field_by_field = Vec::new();
+    forward_request(
+        &lines(&[], req.headers, &roles),
+        edits,
+        &mut Http1Lines(&mut field_by_field),
+    );
     let mut out = Vec::new();
     let id = forward_request(
-        &lines(req.headers, &roles),
+        &lines(raw, req.headers, &roles),
         edits,
         &mut Http1Lines(&mut out),
     );
-    (String::from_utf8(out).unwrap(), id)
+    let (text, field_by_field) = (
+        String::from_utf8(out).unwrap(),
+        String::from_utf8(field_by_field).unwrap(),
+    );
+    // A generated request id (the last line) differs between the two; nothing else may.
+    let masked = |t: &str| match t.rfind("x-request-id: ") {
+        Some(at) if t.len() == at + 14 + 36 + 2 => format!("{}x-request-id: ?\r\n", &t[..at]),
+        _ => t.to_string(),
+    };
+    assert_eq!(masked(&text), masked(&field_by_field));
+    (text, id)
 }
 
 /// Each line's role, as the HTTP/1.1 parser classifies them.
@@ -41,7 +58,11 @@ fn roles(headers: &[httparse::Header<'_>]) -> Vec<Role> {
     headers.iter().map(|h| role(h.name)).collect()
 }
 
-fn lines<'h, 'b>(headers: &'h [httparse::Header<'b>], roles: &'h [Role]) -> Lines<'h, 'b> {
+fn lines<'h, 'b>(
+    bytes: &'b [u8],
+    headers: &'h [httparse::Header<'b>],
+    roles: &'h [Role],
+) -> Lines<'h, 'b> {
     let listed = headers
         .iter()
         .filter(|h| role(h.name) == Role::Connection)
@@ -51,6 +72,7 @@ fn lines<'h, 'b>(headers: &'h [httparse::Header<'b>], roles: &'h [Role]) -> Line
         headers,
         roles,
         listed,
+        bytes,
     }
 }
 
@@ -197,11 +219,69 @@ fn responses_lose_hop_by_hop_fields() {
     };
     let roles = roles(resp.headers);
     forward_response(
-        &lines(resp.headers, &roles),
+        &lines(raw, resp.headers, &roles),
         &edits,
         &mut Http1Lines(&mut out),
     );
     assert_eq!(String::from_utf8(out).unwrap(), "Server: x\r\n");
+}
+
+#[test]
+fn lines_are_copied_as_received_only_when_canonical() {
+    let fwd = fwd();
+    // Spacing other than one space, a tab, trailing whitespace: written field by
+    // field (`forward_lines` compares both ways); the canonical lines around them
+    // come through unchanged.
+    let raw = b"GET / HTTP/1.1\r\nHost: a\r\nA:1\r\nB:  2  \r\nC:\t3\r\nD: 4\r\nE: 5\r\nConnection: x-drop\r\nx-drop: 1\r\nF: 6\r\n\r\n";
+    let (text, _) = forward_lines(raw, &edits(&fwd));
+    assert!(
+        text.starts_with("Host: a\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\nF: 6\r\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn roles_by_word_agree_with_a_byte_by_byte_comparison() {
+    const KNOWN: [&str; 16] = [
+        "te",
+        "host",
+        "expect",
+        "cookie",
+        "upgrade",
+        "trailer",
+        "connection",
+        "keep-alive",
+        "x-request-id",
+        "content-type",
+        "content-length",
+        "x-forwarded-for",
+        "proxy-connection",
+        "transfer-encoding",
+        "x-forwarded-proto",
+        "proxy-authenticate",
+    ];
+    let reference = |name: &str| {
+        KNOWN
+            .iter()
+            .find(|k| k.eq_ignore_ascii_case(name))
+            .map_or(Role::EndToEnd, |k| role(k))
+    };
+    // Every byte a header name may hold (RFC 9110 tchar), at every place of every name.
+    let tchars: Vec<u8> = (0u8..128)
+        .filter(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b))
+        .collect();
+    for known in KNOWN {
+        assert_ne!(role(known), Role::EndToEnd, "{known}");
+        assert_eq!(role(&known.to_ascii_uppercase()), role(known));
+        for at in 0..known.len() {
+            for &b in &tchars {
+                let mut name = known.as_bytes().to_vec();
+                name[at] = b;
+                let name = String::from_utf8(name).unwrap();
+                assert_eq!(role(&name), reference(&name), "{name:?}");
+            }
+        }
+    }
 }
 
 #[test]

@@ -182,6 +182,8 @@ pub(crate) struct RequestHead<'h, 'b> {
     pub minor: u8,
     pub headers: &'h [Header<'b>],
     roles: &'h [Role],
+    /// The head as received (its header lines are copied from here in runs).
+    bytes: &'b [u8],
     /// Bytes of the head, blank line included.
     pub len: usize,
     pub framing: Framing,
@@ -198,6 +200,7 @@ impl<'h, 'b> RequestHead<'h, 'b> {
             headers: self.headers,
             roles: self.roles,
             listed: self.facts.listed,
+            bytes: self.bytes,
         }
     }
 }
@@ -262,6 +265,7 @@ pub(crate) fn parse_request<'h, 'b>(
         minor,
         headers,
         roles,
+        bytes: &buf[..len],
         len,
         framing,
         keep_alive,
@@ -278,6 +282,8 @@ pub(crate) struct ResponseHead<'h, 'b> {
     pub headers: &'h [Header<'b>],
     roles: &'h [Role],
     listed: bool,
+    /// The head as received (its header lines are copied from here in runs).
+    bytes: &'b [u8],
     pub len: usize,
     pub framing: Framing,
     /// The upstream keeps the connection open after this response.
@@ -291,6 +297,7 @@ impl<'h, 'b> ResponseHead<'h, 'b> {
             headers: self.headers,
             roles: self.roles,
             listed: self.listed,
+            bytes: self.bytes,
         }
     }
 }
@@ -351,6 +358,7 @@ pub(crate) fn parse_response<'h, 'b>(
         headers,
         roles,
         listed: f.listed,
+        bytes: &buf[..len],
         len,
         framing,
         reusable: keep_alive && framing != Framing::UntilClose,
