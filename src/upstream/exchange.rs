@@ -79,28 +79,23 @@ impl Response {
 }
 
 /// Forwards a request to `destination` and returns its response once the head arrived,
-/// or why there is none. The caller's clocks (the route's deadline among them) bound
-/// all of it, a wait for a place in the destination's limit included.
+/// or why there is none, trying endpoints until one answers or a failure may not be
+/// retried. The caller's clocks (the route's deadline among them) bound all of it, a
+/// wait for a place in the destination's limit included.
 pub async fn forward<B: BodySource, S: ResponseSink>(
     destination: &Destination,
     outbound: Outbound<'_>,
     body: &mut B,
     sink: &mut S,
 ) -> Result<Response, Failure> {
-    let in_flight = destination.limiter.enter().await.inspect_err(|_| {
-        destination.stats.overflowed();
-    })?;
-    attempts(destination, outbound, body, sink, in_flight).await
-}
-
-/// Tries endpoints until one answers or a failure may not be retried.
-async fn attempts<B: BodySource, S: ResponseSink>(
-    destination: &Destination,
-    outbound: Outbound<'_>,
-    body: &mut B,
-    sink: &mut S,
-    in_flight: InFlight,
-) -> Result<Response, Failure> {
+    // One async fn, not two nested: a free place is taken without awaiting, and the
+    // tries run in this future's own state (a nested future is built, then moved in).
+    let in_flight = match destination.limiter.try_enter() {
+        Some(place) => place,
+        None => destination.limiter.enter().await.inspect_err(|_| {
+            destination.stats.overflowed();
+        })?,
+    };
     debug_assert_eq!(
         matches!(outbound.head, OutboundHead::Http2(_)),
         destination.protocol == Protocol::Http2

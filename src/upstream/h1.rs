@@ -40,13 +40,15 @@ pub struct RawConn {
 }
 
 impl RawConn {
-    pub(super) fn new(io: UpstreamIo, endpoint: &Endpoint) -> Self {
-        RawConn {
+    /// Boxed once for the connection's life: a response moves through several layers
+    /// on its way to the client codec, and a pointer moves for less than the connection.
+    pub(super) fn new(io: UpstreamIo, endpoint: &Endpoint) -> Box<Self> {
+        Box::new(RawConn {
             io,
             buf: Buffer::with_capacity(CONN_BUFFER),
             reused: false,
             _guard: ConnGuard::new(&endpoint.stats),
-        }
+        })
     }
 
     /// True when the connection came from the idle pool: the upstream may have closed
@@ -325,7 +327,7 @@ pub enum Buffered {
 pub struct RawResponse {
     endpoint: Arc<Endpoint>,
     /// `None` once the body ended (the connection went back to the pool or closed).
-    conn: Option<RawConn>,
+    conn: Option<Box<RawConn>>,
     state: BodyState,
     reusable: bool,
     trailers: Option<Vec<u8>>,
@@ -334,7 +336,7 @@ pub struct RawResponse {
 }
 
 impl RawResponse {
-    pub(super) fn new(endpoint: Arc<Endpoint>, conn: RawConn, start: &ResponseStart) -> Self {
+    pub(super) fn new(endpoint: Arc<Endpoint>, conn: Box<RawConn>, start: &ResponseStart) -> Self {
         // After a 101 the connection is a tunnel's, whatever else follows on it.
         let upgraded = start.status == 101;
         let mut body = RawResponse {
@@ -466,7 +468,7 @@ impl RawResponse {
 
     /// The connection, for a tunnel after a 101 (with whatever the upstream sent early
     /// in its buffer).
-    pub fn into_conn(mut self) -> Option<RawConn> {
+    pub fn into_conn(mut self) -> Option<Box<RawConn>> {
         self.conn.take()
     }
 

@@ -57,7 +57,9 @@ impl Endpoint {
                 });
             }
         }
-        let opened = self.open_h2().await;
+        // Boxed: opening a connection (a TLS handshake included) is a large future, and
+        // inline it would make every request's future that large.
+        let opened = Box::pin(self.open_h2()).await;
         let mut s = self.pool.slot(slot);
         s.h2_attempts += 1;
         s.h2_failed = opened.is_err();

@@ -62,11 +62,19 @@ impl Limiter {
         false
     }
 
+    /// A place for one request when one is free and nobody waits for one: the common
+    /// case, without a future of its own.
+    #[inline]
+    pub(super) fn try_enter(self: &Arc<Self>) -> Option<InFlight> {
+        (self.waiting.load(Ordering::Relaxed) == 0 && self.try_take())
+            .then(|| InFlight(self.clone()))
+    }
+
     /// A place for one request: at once when one is free and nobody waits for one,
     /// else after a wait in the queue; [`Failure::Overflow`] when the queue is full too.
     pub(super) async fn enter(self: &Arc<Self>) -> Result<InFlight, Failure> {
-        if self.waiting.load(Ordering::Relaxed) == 0 && self.try_take() {
-            return Ok(InFlight(self.clone()));
+        if let Some(place) = self.try_enter() {
+            return Ok(place);
         }
         self.pressure.raise();
         if self.waiting.fetch_add(1, Ordering::Relaxed) >= self.max_waiting {

@@ -45,7 +45,7 @@ pub(super) struct Slot {
 
 #[derive(Debug)]
 struct RawIdle {
-    conn: RawConn,
+    conn: Box<RawConn>,
     since: Instant,
 }
 
@@ -82,7 +82,7 @@ impl Pool {
 impl Endpoint {
     /// An HTTP/1.1 connection: the newest idle one that is still open, else a new one.
     /// `fresh` skips the pool (upgrades, and retries after a pooled connection failed).
-    pub(super) async fn checkout_raw(&self, fresh: bool) -> Result<RawConn, ConnectError> {
+    pub(super) async fn checkout_raw(&self, fresh: bool) -> Result<Box<RawConn>, ConnectError> {
         if !fresh {
             let index = self.pool.slot_index();
             loop {
@@ -107,7 +107,7 @@ impl Endpoint {
 
     /// Gives a connection back after a complete exchange. The oldest idle ones are
     /// closed once past the idle timeout, so a burst's connections do not linger.
-    pub(super) fn release_raw(&self, mut conn: RawConn) {
+    pub(super) fn release_raw(&self, mut conn: Box<RawConn>) {
         conn.buf.shrink_when_empty();
         let now = Instant::now();
         let mut slot = self.pool.slot(self.pool.slot_index());

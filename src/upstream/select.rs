@@ -101,9 +101,13 @@ impl<'a> EndpointCursor<'a> {
         let endpoints = destination.endpoints();
         let start = destination.next_endpoint();
         let mut now = None;
-        let index = (0..endpoints.len())
-            .map(|i| (start + i) % endpoints.len())
-            .find(|&i| endpoints[i].health.usable(&mut now))?;
+        let index = if endpoints[start].health.usable(&mut now) {
+            start
+        } else {
+            (1..endpoints.len())
+                .map(|i| (start + i) % endpoints.len())
+                .find(|&i| endpoints[i].health.usable(&mut now))?
+        };
         Some(EndpointCursor {
             destination,
             index,
