@@ -142,10 +142,18 @@ where
             own.as_mut().as_pin_mut().expect("just set")
         }
     };
+    // The timer is polled once to register this task's waker, and again only once it
+    // has fired: the exchange wakes the task several times per request, and a timer
+    // poll costs a waker registration each time.
+    let mut registered = false;
     poll_fn(|cx| {
         if let Poll::Ready(result) = exchange.as_mut().poll(cx) {
             return Poll::Ready(result);
         }
+        if registered && !timer.is_elapsed() {
+            return Poll::Pending;
+        }
+        registered = true;
         while timer.as_mut().poll(cx).is_ready() {
             match clocks.check(Instant::now(), progress, meter, &mut moves) {
                 Err(failure) => return Poll::Ready(Err(failure)),

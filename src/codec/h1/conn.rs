@@ -130,6 +130,11 @@ pub(crate) async fn serve<I>(
                     c.reject(status, why).await;
                     break 'requests;
                 }
+                // Part of a head: the header timeout counts from now (the clock is
+                // read only for a head that does not come in one read).
+                Ok(None) if head_start.is_none() && !c.rbuf.is_empty() => {
+                    head_start = Some(Instant::now());
+                }
                 Ok(None) => {}
             }
             if c.rbuf.is_full(MAX_HEAD) {
@@ -140,9 +145,7 @@ pub(crate) async fn serve<I>(
                 biased;
                 read = c.rbuf.read_from(&mut c.io, MAX_HEAD) => match read {
                     Ok(0) | Err(_) => break 'requests,
-                    Ok(_) => {
-                        head_start.get_or_insert_with(Instant::now);
-                    }
+                    Ok(_) => {}
                 },
                 () = &mut drained, if !draining => {
                     draining = true;

@@ -31,29 +31,32 @@ pub(super) async fn serve(
     let start = Instant::now();
     let (parts, body) = req.into_parts();
     let authority = parts.uri.authority().map(|a| a.as_str());
+    // The fields looked at here, in one pass: a lookup by name hashes the name, which
+    // costs more than walking the few fields a request has.
+    let (mut host_field, mut content_type, mut has_length) = (None, None, false);
+    for (name, value) in &parts.headers {
+        if *name == header::HOST {
+            host_field.get_or_insert(value);
+        } else if *name == header::CONTENT_TYPE {
+            content_type.get_or_insert(value);
+        } else if *name == header::CONTENT_LENGTH {
+            has_length = true;
+        }
+    }
     let host = parts
         .uri
         .host()
-        .or_else(|| {
-            parts
-                .headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(strip_port)
-        })
+        .or_else(|| host_field.and_then(|h| h.to_str().ok()).map(strip_port))
         .unwrap_or("");
     let framing = if body.is_end_stream() {
         Framing::Empty
     } else {
         match body.size_hint().exact() {
-            Some(n) if parts.headers.contains_key(header::CONTENT_LENGTH) => Framing::Length(n),
+            Some(n) if has_length => Framing::Length(n),
             _ => Framing::Chunked,
         }
     };
-    let grpc = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    let grpc = content_type.is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
     let head = RequestHead {
         start,
         method: parts.method.as_str(),
@@ -77,7 +80,7 @@ pub(super) async fn serve(
         http2: true,
     };
     // A host and nothing else: no user information (RFC 9113 §8.3.1), no spaces.
-    let host_field = parts.headers.get(header::HOST).map(|h| h.as_bytes());
+    let host_field = host_field.map(HeaderValue::as_bytes);
     if !authority.is_none_or(|a| valid_host(a.as_bytes())) || !host_field.is_none_or(valid_host) {
         let reply = LocalReply::bad_request("invalid :authority or host header\n");
         let (record, reply) = pipeline::refuse(&shared, &downstream, &head, reply);
@@ -85,8 +88,8 @@ pub(super) async fn serve(
     }
     // `host` beside `:authority` must name the same (RFC 9113 §8.3.1): what is routed is
     // what is forwarded.
-    if let (Some(authority), Some(host)) = (authority, parts.headers.get(header::HOST))
-        && !host.as_bytes().eq_ignore_ascii_case(authority.as_bytes())
+    if let (Some(authority), Some(host)) = (authority, host_field)
+        && !host.eq_ignore_ascii_case(authority.as_bytes())
     {
         let reply = LocalReply::bad_request("the host header and :authority disagree\n");
         let (record, reply) = pipeline::refuse(&shared, &downstream, &head, reply);
