@@ -1,8 +1,10 @@
 //! The admin listener: health and readiness for Kubernetes probes, the effective config,
 //! the weights API, the statistics, and the live dashboard (`/ui`).
 //!
-//! Mutating endpoints need `Authorization: Bearer <token>` when `admin_token_file` is
-//! set, which the config requires whenever `admin` is not a loopback address.
+//! When `admin_token_file` is set (the config requires it whenever `admin` is not a
+//! loopback address), the mutating endpoints and `GET /config` (endpoints, file paths,
+//! every route) need `Authorization: Bearer <token>`. Health, readiness, metrics, the
+//! statistics and the dashboard's page stay open for probes, scrapers and autoscalers.
 
 mod config_api;
 mod series;
@@ -36,7 +38,7 @@ const MIN_TOKEN_LEN: usize = 16;
 /// Who may change things through the admin API.
 #[derive(Debug, Clone, Default)]
 pub struct AdminAuth {
-    /// When set, mutating requests must carry this file's token.
+    /// When set, writes and `GET /config` must carry this file's token.
     pub token_file: Option<PathBuf>,
 }
 
@@ -103,7 +105,12 @@ async fn route(
             }
         }
         (&Method::GET, [""]) => text(StatusCode::OK, INDEX),
-        (&Method::GET, ["config"]) => config_api::config(shared),
+        (&Method::GET, ["config"]) => {
+            if let Err(denied) = authorize(auth, &req).await {
+                return denied;
+            }
+            config_api::config(shared)
+        }
         (&Method::GET, ["metrics"]) => stats_api::metrics(shared),
         (&Method::GET, ["stats", "connections"]) => stats_api::connections(shared),
         (&Method::GET, ["stats", "destinations"]) => stats_api::destinations(shared),
@@ -141,7 +148,7 @@ async fn route(
 const INDEX: &str = "weir admin\n\
 GET    /healthz                 200 while the process is up\n\
 GET    /ready                   200 when serving, 503 while draining\n\
-GET    /config                  the effective configuration (JSON)\n\
+GET    /config                  the effective configuration (JSON; needs the token when admin_token_file is set)\n\
 GET    /metrics                 Prometheus metrics (Istio's standard names and labels)\n\
 GET    /stats/connections       open connections and requests in flight (JSON, for autoscalers)\n\
 GET    /stats/destinations      per destination: requests, status classes, p50/p95/p99, weights (JSON)\n\
@@ -149,11 +156,11 @@ GET    /stats/latency           per destination: cumulative counts and latency h
 GET    /stats/series            per destination, a sample a second for 5 minutes: requests, 5xx, p50/p95/p99, connections, splits (JSON)\n\
 GET    /ui                      the live dashboard (a page; it reads /stats and changes splits with the weights API)\n\
 GET    /routes/{route}/split    a route's current split\n\
-PUT    /routes/{route}/split    set a split: {\"release\": 34, \"baseline\": 33, \"canary\": 33}\n\
-DELETE /routes/{route}/split    drop the API split; the file's split applies again\n";
+PUT    /routes/{route}/split    set a split: {\"release\": 34, \"baseline\": 33, \"canary\": 33} (token when set)\n\
+DELETE /routes/{route}/split    drop the API split; the file's split applies again (token when set)\n";
 
-/// Checks the bearer token of a mutating request. The token file is read per request,
-/// so a rotated token takes effect without a restart.
+/// Checks the bearer token of a request that needs it (writes, `/config`). The token
+/// file is read per request, so a rotated token takes effect without a restart.
 async fn authorize(auth: &AdminAuth, req: &Request<Incoming>) -> Result<(), AdminResponse> {
     let Some(file) = &auth.token_file else {
         return Ok(());
@@ -163,17 +170,17 @@ async fn authorize(auth: &AdminAuth, req: &Request<Incoming>) -> Result<(), Admi
     let expected = match tokio::fs::read_to_string(file).await {
         Ok(t) if t.trim().len() >= MIN_TOKEN_LEN => t.trim().to_owned(),
         Ok(_) => {
-            tracing::error!(file = %file.display(), "admin token shorter than {MIN_TOKEN_LEN} characters; refusing admin writes");
+            tracing::error!(file = %file.display(), "admin token shorter than {MIN_TOKEN_LEN} characters; refusing admin writes and /config until the file holds a longer one");
             return Err(config_api::error(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "the admin token file holds a token shorter than 16 characters; admin writes are refused until it holds a longer one",
+                "the admin token file holds a token shorter than 16 characters; admin writes and /config are refused until it holds a longer one",
             ));
         }
         Err(_) => {
-            tracing::error!(file = %file.display(), "admin token file unreadable; refusing admin writes");
+            tracing::error!(file = %file.display(), "admin token file unreadable; refusing admin writes and /config until it can be read");
             return Err(config_api::error(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "the admin token file cannot be read; admin writes are refused",
+                "the admin token file cannot be read; admin writes and /config are refused",
             ));
         }
     };

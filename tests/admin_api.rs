@@ -1,5 +1,5 @@
 //! The weights API on the admin listener: good and bad bodies, unknown routes, DELETE,
-//! the file-versus-API rule, and the bearer token off loopback.
+//! the file-versus-API rule, and the bearer token off loopback (writes and `/config`).
 
 mod support;
 
@@ -248,13 +248,33 @@ async fn off_loopback_the_admin_needs_a_token() {
                 .await
                 .unwrap();
         assert_eq!(status, StatusCode::OK, "{text}");
-        // Reading needs no token.
-        assert_eq!(
-            admin_json(admin, "/config").await["routes"][1]["split_source"],
-            "api"
-        );
-        let (status, _) = admin_get(admin, "/ready").await.unwrap();
-        assert_eq!(status, StatusCode::OK);
+        // `/config` (endpoints, file paths, every route) needs the token too...
+        for bearer in [None, Some("wrong-token-0000000000")] {
+            let (status, text) = admin_request(admin, "GET", "/config", "", bearer)
+                .await
+                .unwrap();
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
+            assert!(!text.contains("split_source"), "{text}");
+        }
+        let (status, text) = admin_request(admin, "GET", "/config", "", Some(token))
+            .await
+            .unwrap();
+        assert_eq!(status, StatusCode::OK, "{text}");
+        let cfg: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(cfg["routes"][1]["split_source"], "api");
+        // ...while probes, scrapers, autoscalers and the dashboard's page need none.
+        for path in [
+            "/healthz",
+            "/ready",
+            "/metrics",
+            "/stats/connections",
+            "/stats/destinations",
+            "/routes/primary/split",
+            "/ui",
+        ] {
+            let (status, text) = admin_get(admin, path).await.unwrap();
+            assert_eq!(status, StatusCode::OK, "{path}: {text}");
+        }
     })
     .await;
 }

@@ -24,6 +24,12 @@ fn split(pairs: &[(&str, u64)]) -> Split {
 
 /// A weir with release, baseline and canary upstreams; the canary `bad` or not.
 async fn weir_with(bad: bool) -> Weir {
+    weir_guarded(bad, None).await
+}
+
+/// [`weir_with`], and with `token` its admin API wants that token (`admin_token_file`)
+/// for writes and for `/config`.
+async fn weir_guarded(bad: bool, token: Option<&str>) -> Weir {
     let ms = Duration::from_millis;
     let normal = |name: &str| Profile {
         latency: LatencyRange {
@@ -47,10 +53,18 @@ async fn weir_with(bad: bool) -> Weir {
         normal("canary")
     })
     .await;
-    Weir::start(&format!(
-        "destinations:\n  release: {{ endpoints: [\"{release}\"] }}\n  baseline: {{ endpoints: [\"{baseline}\"] }}\n  canary: {{ endpoints: [\"{canary}\"] }}\nroutes:\n  - name: primary\n    split: {{ release: 100 }}\n"
-    ))
-    .await
+    let dir = TempDir::new("canary-weir");
+    let guard = match token {
+        Some(token) => {
+            dir.write("token", &format!("{token}\n"));
+            "admin_token_file: token\n"
+        }
+        None => "",
+    };
+    let yaml = format!(
+        "{guard}destinations:\n  release: {{ endpoints: [\"{release}\"] }}\n  baseline: {{ endpoints: [\"{baseline}\"] }}\n  canary: {{ endpoints: [\"{canary}\"] }}\nroutes:\n  - name: primary\n    split: {{ release: 100 }}\n"
+    );
+    Weir::start_in(dir, &yaml, LogFormat::Json).await
 }
 
 /// Sends about `rate` requests per second to each weir, over four connections, until
@@ -486,6 +500,38 @@ async fn preflight_failures_and_dry_runs_change_nothing() {
             report(&dir.path().join("r4"))["outcome"]["result"],
             "would_roll_back"
         );
+    })
+    .await;
+}
+
+/// A weir that guards `/config` with its token: pre-flight reads it with the rollout's
+/// `token_file`, and without one says what is missing and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_reads_a_guarded_config_with_the_token() {
+    within(60, async {
+        let token = "canary-token-0123456789";
+        let w = weir_guarded(true, Some(token)).await;
+        let timeline = Timeline::watch(&w);
+        let _load = Load::start(&[&w], 100);
+        let dir = TempDir::new("canary-token");
+        let text = std::fs::read_to_string(rollout(&dir, &[&w], "2s")).unwrap();
+        let (code, out) = Canary::start(&rollout(&dir, &[&w], "2s"), &dir.path().join("r1"), &[])
+            .finish(20)
+            .await;
+        assert_eq!(code, 2, "{out}");
+        assert!(out.contains("401"), "{out}");
+        assert!(out.contains("nothing was changed"), "{out}");
+        dir.write("token", &format!("{token}\n"));
+        let with_token = dir.write(
+            "with-token.yaml",
+            &text.replace("route: primary", "route: primary, token_file: token"),
+        );
+        let (code, out) = Canary::start(&with_token, &dir.path().join("r2"), &["--dry-run"])
+            .finish(30)
+            .await;
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("would roll back"), "{out}");
+        assert_eq!(timeline.splits(), vec![initial()], "nothing changed");
     })
     .await;
 }

@@ -249,17 +249,26 @@ impl Run<'_> {
             self.progress.say(&format!("weir canary: {why}"));
             return Err(why);
         }
-        if !self.opts.dry_run
-            && let Err(e) = target::token(self.cfg.target.token_file.as_deref())
-        {
-            self.progress.say(&format!("weir canary: {e}"));
-            return Err(e);
-        }
+        // The token is needed for writes, and for reading `/config` from a weir that
+        // guards it; a dry run changes nothing, so it may go without one.
+        let token = match target::token(self.cfg.target.token_file.as_deref()) {
+            Ok(t) => t,
+            Err(e) if self.opts.dry_run => {
+                self.report.note(&e);
+                None
+            }
+            Err(e) => {
+                self.progress.say(&format!("weir canary: {e}"));
+                return Err(e);
+            }
+        };
         let deadline = Instant::now() + self.cfg.interval.max(Duration::from_secs(5));
         let mut checks = JoinSet::new();
         for u in &urls {
-            let (u, cfg) = (u.clone(), self.cfg.clone());
-            checks.spawn(async move { target::preflight(&u, &cfg, deadline).await });
+            let (u, cfg, token) = (u.clone(), self.cfg.clone(), token.clone());
+            checks.spawn(
+                async move { target::preflight(&u, &cfg, token.as_deref(), deadline).await },
+            );
         }
         let mut failures = Vec::new();
         let mut infos = Vec::new();

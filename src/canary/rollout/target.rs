@@ -99,14 +99,20 @@ fn json(target: &str, bytes: &[u8]) -> Result<Value, TargetError> {
 }
 
 /// Checks one target: it answers, has the route, and knows every destination the
-/// rollout names.
+/// rollout names. `token` goes with the read of `/config`, which a weir with
+/// `admin_token_file` guards like its writes.
 pub async fn preflight(
     url: &str,
     cfg: &RolloutConfig,
+    token: Option<&str>,
     deadline: Instant,
 ) -> Result<TargetInfo, TargetError> {
     let config_url = format!("{url}/config");
-    let body = http::send_retrying(&Call::get(&config_url), deadline)
+    let call = Call {
+        bearer: token,
+        ..Call::get(&config_url)
+    };
+    let body = http::send_retrying(&call, deadline)
         .await
         .map_err(|e| fail(url, e))?;
     let v = json(url, &body)?;
