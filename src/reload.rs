@@ -8,7 +8,7 @@ mod watch;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 pub use tls::TlsReloader;
 pub use watch::DirWatcher;
@@ -22,6 +22,10 @@ use crate::state::Shared;
 const DEBOUNCE: Duration = Duration::from_millis(40);
 /// A safety net for lost events (an overflowed inotify queue, a re-created directory).
 const PERIODIC_CHECK: Duration = Duration::from_secs(10);
+/// The periodic check's trigger name: it finds nothing most of the time, and says so
+/// only at debug level.
+const PERIODIC: &str = "periodic check";
+const SIGHUP: &str = "SIGHUP";
 
 /// What one reload attempt did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,47 +47,46 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
             changes.push(format!("`{key}` changed from {a} to {b}"));
         }
     };
+    let path = |p: &Option<PathBuf>| p.as_ref().map_or_else(unset, |p| p.display().to_string());
+    let count = |n: Option<usize>| n.map_or_else(unset, |n| n.to_string());
+    let secs = |d: Option<Duration>| d.map_or_else(unset, duration_text);
     check("listen", old.listen.to_string(), new.listen.to_string());
     check("admin", old.admin.to_string(), new.admin.to_string());
     check(
         "admin_token_file",
-        format!("{:?}", old.admin_token_file),
-        format!("{:?}", new.admin_token_file),
+        path(&old.admin_token_file),
+        path(&new.admin_token_file),
     );
-    check(
-        "workers",
-        format!("{:?}", old.workers),
-        format!("{:?}", new.workers),
-    );
+    check("workers", count(old.workers), count(new.workers));
     check(
         "idle_timeout",
-        format!("{:?}", old.idle_timeout),
-        format!("{:?}", new.idle_timeout),
+        duration_text(old.idle_timeout),
+        duration_text(new.idle_timeout),
     );
     check(
         "drain_timeout",
-        format!("{:?}", old.drain_timeout),
-        format!("{:?}", new.drain_timeout),
+        duration_text(old.drain_timeout),
+        duration_text(new.drain_timeout),
     );
     check(
         "request_header_timeout",
-        format!("{:?}", old.limits.request_header_timeout),
-        format!("{:?}", new.limits.request_header_timeout),
+        duration_text(old.limits.request_header_timeout),
+        duration_text(new.limits.request_header_timeout),
     );
     check(
         "request_timeout",
-        format!("{:?}", old.limits.request_timeout),
-        format!("{:?}", new.limits.request_timeout),
+        secs(old.limits.request_timeout),
+        secs(new.limits.request_timeout),
     );
     check(
         "stream_idle_timeout",
-        format!("{:?}", old.limits.stream_idle_timeout),
-        format!("{:?}", new.limits.stream_idle_timeout),
+        secs(old.limits.stream_idle_timeout),
+        secs(new.limits.stream_idle_timeout),
     );
     check(
         "max_connections",
-        format!("{:?}", old.limits.max_connections),
-        format!("{:?}", new.limits.max_connections),
+        count(old.limits.max_connections),
+        count(new.limits.max_connections),
     );
     check(
         "http2_max_concurrent_streams",
@@ -97,12 +100,27 @@ pub fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
     );
     check(
         "latency_window",
-        format!("{:?}", old.latency_window),
-        format!("{:?}", new.latency_window),
+        duration_text(old.latency_window),
+        duration_text(new.latency_window),
     );
     let tls = |c: &Config| if c.tls.is_some() { "set" } else { "unset" }.to_owned();
     check("tls", tls(old), tls(new));
     changes
+}
+
+fn unset() -> String {
+    "unset".to_owned()
+}
+
+/// A duration as the config file writes it: `10s`, `1500ms`.
+fn duration_text(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else if d.subsec_nanos().is_multiple_of(1_000_000) {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{d:?}")
+    }
 }
 
 /// Reloads one config file into the shared state.
@@ -115,16 +133,22 @@ pub struct ConfigReloader {
     /// The last text looked at, good or bad: a bad file is reported once, not at every
     /// periodic check.
     seen_hash: u64,
+    /// The file's modification time when last looked at: a `touch` or a rewrite with the
+    /// same content is answered in the log, while events about other files of the
+    /// directory (the watch is on the directory) stay quiet.
+    seen_mtime: Option<SystemTime>,
 }
 
 impl ConfigReloader {
     /// `initial_hash` is the hash of the text the running config was loaded from.
     pub fn new(path: PathBuf, shared: Arc<Shared>, initial_hash: u64) -> Self {
+        let seen_mtime = modified(&path);
         ConfigReloader {
             path,
             shared,
             running_hash: initial_hash,
             seen_hash: initial_hash,
+            seen_mtime,
         }
     }
 
@@ -134,6 +158,9 @@ impl ConfigReloader {
 
     /// Re-reads the file (through any symlink) and applies it if it changed and is valid.
     pub fn reload(&mut self, trigger: &'static str) -> ReloadOutcome {
+        let mtime = modified(&self.path);
+        let touched = mtime != self.seen_mtime;
+        self.seen_mtime = mtime;
         let config = match Config::load(&self.path) {
             Ok(config) => config,
             Err(error) => {
@@ -151,7 +178,23 @@ impl ConfigReloader {
         if config.text_hash == self.running_hash {
             // Unchanged, or back to the running text after a refused edit.
             self.seen_hash = config.text_hash;
-            tracing::debug!(trigger, "config file unchanged");
+            let version = self.shared.control().version;
+            if self.shared.reload_reverted() {
+                tracing::info!(
+                    trigger,
+                    version,
+                    "config file is back to the running config; the refused edit is gone and nothing changes"
+                );
+            } else if trigger == SIGHUP || (touched && trigger != PERIODIC) {
+                // Asked for (SIGHUP), or the file itself was touched or rewritten: say so.
+                tracing::info!(
+                    trigger,
+                    version,
+                    "config file unchanged (same content as the running config); nothing to apply"
+                );
+            } else {
+                tracing::debug!(trigger, version, "config file unchanged");
+            }
             return ReloadOutcome::Unchanged;
         }
         let old = self.shared.control().config.clone();
@@ -201,6 +244,11 @@ impl ConfigReloader {
     }
 }
 
+/// The modification time of `path` (through any symlink), if it can be read.
+fn modified(path: &std::path::Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
 /// Runs the reload loop until `stop`: the config file (when there is one) and every TLS
 /// file are reloaded on changes in their directories (debounced), on SIGHUP when
 /// `sighup`, and on a periodic check.
@@ -246,8 +294,8 @@ pub async fn run(
                 }
                 "file change"
             }
-            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => "SIGHUP",
-            _ = periodic.tick() => "periodic check",
+            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => SIGHUP,
+            _ = periodic.tick() => PERIODIC,
         };
         let mut changed = false;
         if let Some(reloader) = config.as_mut() {

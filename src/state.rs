@@ -24,6 +24,9 @@ pub enum ReloadResult {
     Success,
     /// Refused: the file is invalid, unreadable, or changes a restart-only setting.
     Failure(String),
+    /// After a refused edit, the file went back to the running config's content:
+    /// nothing to apply, and nothing is wrong any more.
+    Unchanged,
 }
 
 /// When the last reload happened and how it went, for `/config`.
@@ -174,6 +177,41 @@ impl Shared {
         self.reloads.failure.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Records that the file is back to the running config after a refused reload, so
+    /// `/config` and `weir_config_last_reload_successful` stop reporting the failure.
+    /// Returns false (and records nothing) when the last reload did not fail.
+    pub fn reload_reverted(&self) -> bool {
+        let mut control = self.control();
+        let failed = matches!(
+            control.last_reload,
+            Some(ReloadRecord {
+                result: ReloadResult::Failure(_),
+                ..
+            })
+        );
+        if failed {
+            let version = control.version;
+            control.last_reload = Some(ReloadRecord {
+                at: SystemTime::now(),
+                result: ReloadResult::Unchanged,
+                version,
+            });
+        }
+        failed
+    }
+
+    /// False while the config file holds an edit that was refused (Prometheus's
+    /// `config_last_reload_successful`).
+    pub fn last_reload_successful(&self) -> bool {
+        !matches!(
+            self.control().last_reload,
+            Some(ReloadRecord {
+                result: ReloadResult::Failure(_),
+                ..
+            })
+        )
+    }
+
     /// Sets a route's split through the API. Same rules as the file.
     pub fn set_split(
         &self,
@@ -194,7 +232,12 @@ impl Shared {
             .map_err(|e| SplitWriteError::Invalid(e.to_string()))?;
         control.overrides = overrides;
         let version = self.publish(&mut control, snapshot);
-        tracing::info!(route, version, weights = ?weights, "split set through the admin API");
+        tracing::info!(
+            route,
+            version,
+            split = %split_text(weights),
+            "split set through the admin API"
+        );
         Ok(version)
     }
 
@@ -235,4 +278,10 @@ fn unknown_route(config: &Config, route: &str) -> SplitWriteError {
             .collect::<Vec<_>>()
             .join(", "),
     }
+}
+
+/// A split as people write it: `release=34,baseline=33,canary=33`, for log fields.
+fn split_text(weights: &[(String, u32)]) -> String {
+    let parts: Vec<String> = weights.iter().map(|(d, w)| format!("{d}={w}")).collect();
+    parts.join(",")
 }

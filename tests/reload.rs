@@ -1,6 +1,7 @@
 //! Config hot reload: each way a file changes in real life (in place, renamed over, a
-//! Kubernetes ConfigMap `..data` symlink swap), SIGHUP, unchanged rewrites, bad files,
-//! and restart-only settings. Each check sends real requests and watches where they go.
+//! Kubernetes ConfigMap `..data` symlink swap), SIGHUP, unchanged rewrites, bad files
+//! and their revert, restart-only settings, and `--workers`. Each check sends real
+//! requests and watches where they go.
 
 mod support;
 
@@ -248,6 +249,93 @@ async fn an_unchanged_rewrite_changes_nothing() {
         let cfg = admin_json(s.weir.admin, "/config").await;
         assert!(cfg["last_reload"].is_null(), "{}", cfg["last_reload"]);
         all_answered_by(&s.weir, "a", 5).await;
+        // Each of them is answered in the log, with what asked.
+        for trigger in ["file change", "SIGHUP"] {
+            let line = s
+                .weir
+                .wait_line("an unchanged reload", |l| {
+                    l.contains("config file unchanged") && l.contains(&format!("\"{trigger}\""))
+                })
+                .await;
+            assert!(line.contains("\"level\":\"INFO\""), "{line}");
+            assert!(line.contains(&format!("\"version\":{v}")), "{line}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_bad_edit_reverted_clears_the_failure() {
+    within(30, async {
+        let s = plain().await;
+        let v = version(&s.weir).await;
+        let good = std::fs::read_to_string(&s.file).unwrap();
+        std::fs::write(&s.file, config(s.a, s.b, "{ a: 0, c: 1 }", "")).unwrap();
+        s.weir
+            .wait_line("the refusal", |l| l.contains("config reload refused"))
+            .await;
+        let cfg = admin_json(s.weir.admin, "/config").await;
+        assert_eq!(cfg["last_reload"]["result"], "failure");
+        let (_, metrics) = admin_get(s.weir.admin, "/metrics").await.unwrap();
+        assert!(
+            metrics.contains("\nweir_config_last_reload_successful 0\n"),
+            "{metrics}"
+        );
+
+        // Back to the running content: nothing to apply, and nothing wrong any more.
+        rename_over(&s.file, &good);
+        s.weir
+            .wait_line("the revert", |l| l.contains("back to the running config"))
+            .await;
+        let cfg = admin_json(s.weir.admin, "/config").await;
+        assert_eq!(cfg["version"].as_u64(), Some(v));
+        assert_eq!(
+            cfg["last_reload"]["result"], "unchanged",
+            "{}",
+            cfg["last_reload"]
+        );
+        assert!(
+            cfg["last_reload"]["error"].is_null(),
+            "{}",
+            cfg["last_reload"]
+        );
+        let (_, metrics) = admin_get(s.weir.admin, "/metrics").await.unwrap();
+        assert!(
+            metrics.contains("\nweir_config_last_reload_successful 1\n"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("weir_config_reloads_total{result=\"failure\"} 1\n")
+                && metrics.contains("weir_config_reloads_total{result=\"success\"} 0\n"),
+            "{metrics}"
+        );
+        all_answered_by(&s.weir, "a", 5).await;
+    })
+    .await;
+}
+
+/// `weir run --workers N` is not a config change: reloads of the file still apply.
+#[tokio::test]
+async fn the_workers_flag_does_not_block_reloads() {
+    within(30, async {
+        let dir = TempDir::new("reload-workers");
+        let file = dir.path().join("weir.yaml");
+        let a = synthetic("a").await;
+        let b = synthetic("b").await;
+        std::fs::write(&file, config(a, b, "{ a: 1, b: 0 }", "")).unwrap();
+        let weir = Weir::start_file_args(&file, LogFormat::Json, &["--workers", "1"]).await;
+        weir.wait_line("the startup line", |l| {
+            l.contains("weir is serving") && l.contains("\"workers\":1")
+        })
+        .await;
+        rename_over(&file, &config(a, b, "{ a: 0, b: 1 }", ""));
+        until_answered_by(&weir, "b").await;
+        let cfg = admin_json(weir.admin, "/config").await;
+        assert_eq!(
+            cfg["last_reload"]["result"], "success",
+            "{}",
+            cfg["last_reload"]
+        );
     })
     .await;
 }

@@ -259,7 +259,9 @@ routes:
             ("weir_upstream_connections_active", "gauge"),
             ("weir_requests_active", "gauge"),
             ("weir_route_weight", "gauge"),
+            ("weir_responses_total", "counter"),
             ("weir_config_reloads_total", "counter"),
+            ("weir_config_last_reload_successful", "gauge"),
         ] {
             assert_eq!(
                 types.get(family).map(String::as_str),
@@ -326,6 +328,25 @@ routes:
         );
         assert_eq!(uf.len(), 1, "{uf:?}");
         assert_eq!(uf[0].value, protos, "{uf:?}");
+        // weir's own per-destination counters, keyed by the destination's name (not its
+        // metric labels), as the kit's dashboard and alerts read them.
+        for (destination, class, want) in [
+            ("release", "2xx", 5.0 * protos),
+            ("canary", "2xx", 3.0 * protos),
+            ("gone", "5xx", protos),
+            ("canary", "5xx", 0.0),
+        ] {
+            let got = find(
+                &samples,
+                "weir_responses_total",
+                &[("destination", destination), ("class", class)],
+            );
+            assert_eq!(got.len(), 1, "{destination} {class}: {got:?}");
+            assert_eq!(got[0].value, want, "{destination} {class}");
+        }
+        let ok = find(&samples, "weir_config_last_reload_successful", &[]);
+        assert_eq!(ok.len(), 1);
+        assert_eq!(ok[0].value, 1.0);
         // Every Istio series has the full label set, unknown where weir cannot know.
         for s in samples.iter().filter(|s| s.name == "istio_requests_total") {
             for key in [

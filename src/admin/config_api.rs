@@ -30,6 +30,7 @@ pub fn config(shared: &Shared) -> AdminResponse {
         let (result, error) = match &r.result {
             ReloadResult::Success => ("success", Value::Null),
             ReloadResult::Failure(e) => ("failure", Value::String(e.clone())),
+            ReloadResult::Unchanged => ("unchanged", Value::Null),
         };
         json!({ "time": rfc3339(r.at), "result": result, "error": error, "version": r.version })
     });

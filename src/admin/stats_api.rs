@@ -38,6 +38,7 @@ pub fn metrics(shared: &Shared) -> AdminResponse {
             .reloads
             .failure
             .load(std::sync::atomic::Ordering::Relaxed),
+        last_reload_failed: !shared.last_reload_successful(),
         config_version: snapshot.version,
     };
     let body = render_prometheus(&shared.stats, &ctx);

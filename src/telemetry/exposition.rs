@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::Arc;
 
-use super::stats::{DestinationStats, ProxyStats, escape};
+use super::stats::{DestinationStats, ProxyStats, StatusClass, escape};
 
 /// What the exposition needs besides the statistics.
 #[derive(Debug, Default)]
@@ -18,6 +18,8 @@ pub struct ExpositionContext<'a> {
     pub route_weights: Vec<(&'a str, &'a str, u32)>,
     pub reloads_success: u64,
     pub reloads_failure: u64,
+    /// False while the config file holds an edit that was refused.
+    pub last_reload_failed: bool,
     pub config_version: u64,
 }
 
@@ -25,6 +27,16 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }
+
+/// The status classes of `weir_responses_total`, with their label values.
+const CLASSES: [(StatusClass, &str); 6] = [
+    (StatusClass::Informational, "1xx"),
+    (StatusClass::Success, "2xx"),
+    (StatusClass::Redirect, "3xx"),
+    (StatusClass::ClientError, "4xx"),
+    (StatusClass::ServerError, "5xx"),
+    (StatusClass::None, "none"),
+];
 
 /// Renders every metric family.
 pub fn render_prometheus(stats: &ProxyStats, ctx: &ExpositionContext<'_>) -> String {
@@ -150,6 +162,7 @@ pub fn render_prometheus(stats: &ProxyStats, ctx: &ExpositionContext<'_>) -> Str
     // Gauges and counters by destination name. A reload that relabels a destination
     // leaves an older stats object behind; sum them so each name is one series.
     let mut by_name: BTreeMap<&str, [i64; 5]> = BTreeMap::new();
+    let mut classes: BTreeMap<&str, [u64; CLASSES.len()]> = BTreeMap::new();
     for d in &all {
         let e = by_name.entry(&d.name).or_default();
         e[0] += d.upstream_active();
@@ -157,6 +170,26 @@ pub fn render_prometheus(stats: &ProxyStats, ctx: &ExpositionContext<'_>) -> Str
         e[2] += d.requests_active();
         e[3] += d.connect_failures() as i64;
         e[4] += d.overflows() as i64;
+        let c = classes.entry(&d.name).or_default();
+        for (n, (class, _)) in c.iter_mut().zip(CLASSES) {
+            *n += d.responses(class);
+        }
+    }
+    family(
+        &mut out,
+        "weir_responses_total",
+        "counter",
+        "Requests finished, by destination and status class (1xx..5xx; none: the client \
+         left before a response), kept with telemetry off too.",
+    );
+    for (dest, counts) in &classes {
+        for (n, (_, class)) in counts.iter().zip(CLASSES) {
+            let _ = writeln!(
+                out,
+                "weir_responses_total{{destination=\"{}\",class=\"{class}\"}} {n}",
+                escape(dest)
+            );
+        }
     }
     for (name, help, kind, i) in [
         (
@@ -230,6 +263,18 @@ pub fn render_prometheus(stats: &ProxyStats, ctx: &ExpositionContext<'_>) -> Str
         out,
         "weir_config_reloads_total{{result=\"failure\"}} {}",
         ctx.reloads_failure
+    );
+    family(
+        &mut out,
+        "weir_config_last_reload_successful",
+        "gauge",
+        "0 while the config file holds an edit that was refused (the previous config keeps \
+         serving), else 1.",
+    );
+    let _ = writeln!(
+        out,
+        "weir_config_last_reload_successful {}",
+        u8::from(!ctx.last_reload_failed)
     );
     family(
         &mut out,
