@@ -2,22 +2,22 @@
 //!
 //! Three synthetic upstreams (release, baseline and a slightly slower canary with a few
 //! errors), the proxy on an 80/10/10 split, and a steady client load; once a second a
-//! table shows how the traffic divides. With `--canary good|bad`, a whole canary rollout
-//! instead ([`canary`]).
+//! table shows how the traffic divides (drawn in place on a terminal), and after
+//! `--duration` (60 s by default) a summary of the whole run. With `--canary good|bad`,
+//! a whole canary rollout instead ([`canary`]).
 
 pub mod canary;
 mod load;
+mod table;
 
-use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::server::Server;
 use crate::synthetic::{self, LatencyRange, Profile};
-use crate::telemetry::StatusClass;
 
 const TEMPLATE: &str = include_str!("../config/demo.yaml");
 
@@ -26,7 +26,7 @@ const TEMPLATE: &str = include_str!("../config/demo.yaml");
 pub struct DemoOptions {
     pub listen: SocketAddr,
     pub admin: SocketAddr,
-    /// Stop after this long; `None` runs until Ctrl-C.
+    /// Stop after this long and print the summary; `None` runs until Ctrl-C.
     pub duration: Option<Duration>,
     /// Client requests per second.
     pub rate: u32,
@@ -42,7 +42,9 @@ pub enum DemoError {
     Upstream(#[source] std::io::Error),
     #[error("the embedded demo config is invalid: {0}")]
     Config(#[from] crate::config::ConfigError),
-    #[error("{0} (pass --listen and --admin to use other ports)")]
+    #[error(
+        "{0} `weir demo --listen ADDR --admin ADDR` takes other ports (its defaults are config/weir.yaml's, which a `weir run` may hold)"
+    )]
     Start(#[from] crate::server::StartError),
     #[error("cannot start the demo runtime: {0}")]
     Runtime(#[source] std::io::Error),
@@ -117,8 +119,17 @@ async fn demo(opts: DemoOptions) -> Result<(), DemoError> {
         server.admin_addr()
     );
     println!(
-        "  upstreams: release {} (2-6 ms), baseline {} (2-6 ms), canary {} (3-9 ms, 2% errors); split 80/10/10; Ctrl-C stops",
-        addrs[0], addrs[1], addrs[2]
+        "  upstreams: release {} (2-6 ms), baseline {} (2-6 ms), canary {} (3-9 ms, 2% errors); split 80/10/10; {}",
+        addrs[0],
+        addrs[1],
+        addrs[2],
+        match opts.duration {
+            Some(d) => format!(
+                "runs {} s, then a summary (Ctrl-C stops sooner)",
+                d.as_secs()
+            ),
+            None => "runs until Ctrl-C, then a summary".to_owned(),
+        }
     );
     let load = Arc::new(load::LoadStats::default());
     let load_task = tokio::spawn(load::run(proxy, opts.rate, opts.connections, load.clone()));
@@ -126,10 +137,10 @@ async fn demo(opts: DemoOptions) -> Result<(), DemoError> {
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.tick().await;
-    let mut table = Table::default();
+    let mut table = table::Table::new(std::io::stdout().is_terminal());
     loop {
         tokio::select! {
-            _ = tick.tick() => table.print(&server, started.elapsed(), &load),
+            _ = tick.tick() => table.draw(&server, started.elapsed(), opts.duration, &load),
             _ = tokio::signal::ctrl_c() => break,
         }
         if opts.duration.is_some_and(|d| started.elapsed() >= d) {
@@ -137,73 +148,14 @@ async fn demo(opts: DemoOptions) -> Result<(), DemoError> {
         }
     }
     load_task.abort();
+    let window = server.shared().control().config.latency_window;
+    println!();
+    print!(
+        "{}",
+        table::summary(&server, started.elapsed(), &load, window)
+    );
     tokio::task::spawn_blocking(move || server.shutdown())
         .await
         .map_err(|e| DemoError::Runtime(std::io::Error::other(e)))?;
     Ok(())
-}
-
-/// The once-a-second table; remembers the last counts to show rates.
-#[derive(Default)]
-struct Table {
-    last: HashMap<String, (u64, u64)>,
-    last_at: Option<Instant>,
-}
-
-impl Table {
-    fn print(&mut self, server: &Server, elapsed: Duration, load: &load::LoadStats) {
-        let snapshot = server.shared().snapshot.load();
-        let now = Instant::now();
-        let secs = self
-            .last_at
-            .map_or(1.0, |t| now.duration_since(t).as_secs_f64().max(0.001));
-        self.last_at = Some(now);
-        let total: u64 = snapshot
-            .destinations
-            .iter()
-            .map(|d| d.stats.requests())
-            .sum();
-        println!();
-        println!(
-            "t={:>4}s  client sent {} ({} failed); downstream connections {}",
-            elapsed.as_secs(),
-            load.sent.load(Ordering::Relaxed),
-            load.failed.load(Ordering::Relaxed),
-            server.shared().stats.downstream_active()
-        );
-        println!(
-            "  {:<11} {:>9} {:>7} {:>8} {:>7} {:>9} {:>6}",
-            "destination", "requests", "share", "req/s", "5xx", "p95 ms", "conns"
-        );
-        for d in &snapshot.destinations {
-            let s = &d.stats;
-            let (n, errors) = (s.requests(), s.responses(StatusClass::ServerError));
-            let (last_n, last_e) = self
-                .last
-                .insert(d.name.to_string(), (n, errors))
-                .unwrap_or((0, 0));
-            let (dn, de) = (n - last_n, errors - last_e);
-            let share = if total == 0 {
-                0.0
-            } else {
-                100.0 * n as f64 / total as f64
-            };
-            let err_rate = if dn == 0 {
-                0.0
-            } else {
-                100.0 * de as f64 / dn as f64
-            };
-            let ([p95], _) = s.latency.quantiles([0.95]);
-            println!(
-                "  {:<11} {:>9} {:>6.1}% {:>8.1} {:>6.1}% {:>9} {:>6}",
-                d.name,
-                n,
-                share,
-                dn as f64 / secs,
-                err_rate,
-                p95.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}")),
-                s.upstream_active()
-            );
-        }
-    }
 }

@@ -16,37 +16,47 @@ use weir::telemetry::logging::{self, LogFormat};
 #[command(
     name = "weir",
     version,
-    about = "A traffic-split sidecar proxy for canary releases"
+    about = "A traffic-split sidecar proxy for canary releases",
+    after_help = "Start with `weir demo` (no setup), then `weir check` and `weir run` on config/weir.yaml. \
+                  `weir help COMMAND` describes each command."
 )]
 struct Cli {
-    /// Log output format.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    /// Log output format: `text` for people, `json` for log pipelines (one object a line).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, help_heading = GLOBAL)]
     log_format: LogFormat,
-    /// Log level when RUST_LOG is unset (error, warn, info, debug, trace).
-    #[arg(long, global = true, default_value = "info")]
+    /// Log level when RUST_LOG is unset: error, warn, info, debug or trace (RUST_LOG,
+    /// e.g. `weir=debug`, overrides it).
+    #[arg(long, global = true, default_value = "info", help_heading = GLOBAL)]
     log_level: String,
     #[command(subcommand)]
     command: Command,
 }
 
+/// The heading of the flags every command takes, listed after the command's own.
+const GLOBAL: &str = "Global options";
+
 #[derive(Subcommand)]
 enum Command {
-    /// Run the proxy (the sidecar).
+    /// Run the proxy (the sidecar) on a config file, reloading it when it changes.
     Run {
-        /// The config file.
+        /// The config file (YAML; see config/weir.yaml). Watched: a changed file is
+        /// reloaded, a bad one refused while the running config keeps serving.
         #[arg(long, short)]
         config: PathBuf,
-        /// Worker threads (default: one per available CPU, or `workers` in the config).
+        /// Worker threads. Takes precedence over `workers` in the config file, which
+        /// takes precedence over the default: one per CPU available to the process.
         #[arg(long)]
         workers: Option<usize>,
     },
     /// Validate a config file: exit 0, or print every problem and exit 1.
     Check {
+        /// The config file to validate, as `weir run --config` would read it.
         #[arg(long, short)]
         config: PathBuf,
     },
     /// A synthetic upstream with a known latency and error profile.
     Upstream {
+        /// Address to serve HTTP/1.1 and h2c on (`0.0.0.0:8080` in a container).
         #[arg(long, default_value = "127.0.0.1:8081")]
         listen: SocketAddr,
         /// The name it answers with (body and `x-weir-upstream`).
@@ -108,15 +118,20 @@ enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
-    /// Run weir on an embedded config with three synthetic upstreams and a client load.
+    /// Run weir on an embedded config with three synthetic upstreams and a client load,
+    /// with a live table, for 60 s (then a summary); Ctrl-C stops it sooner.
     Demo {
+        /// The proxy's address. The default is also config/weir.yaml's `listen`: a
+        /// `weir run` on it cannot run at the same time.
         #[arg(long, default_value = weir::config::DEFAULT_LISTEN)]
         listen: SocketAddr,
+        /// The admin API's and dashboard's address (default: config/weir.yaml's `admin`).
         #[arg(long, default_value = weir::config::DEFAULT_ADMIN)]
         admin: SocketAddr,
-        /// Stop after this long (e.g. `30s`); default: until Ctrl-C.
-        #[arg(long, value_parser = duration::parse)]
-        duration: Option<Duration>,
+        /// How long the plain demo runs before its summary, e.g. `30s`, `5m`; `0` runs
+        /// until Ctrl-C. (A --canary demo runs until its rollout ends.)
+        #[arg(long, value_parser = duration::parse, default_value = "60s")]
+        duration: Duration,
         /// Client requests per second (default 200; 400 with --canary).
         #[arg(long)]
         rate: Option<u32>,
@@ -149,10 +164,27 @@ fn main() -> ExitCode {
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("weir: {error:#}");
+            eprintln!("weir: {}", chain(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, `what: why: why`, leaving out a cause whose text
+/// the message before it already carries (typed errors often say their source).
+fn chain(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
@@ -211,7 +243,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let code = weir::demo::run(weir::demo::DemoOptions {
                 listen,
                 admin,
-                duration,
+                duration: (!duration.is_zero()).then_some(duration),
                 rate: rate.unwrap_or(if canary.is_some() { 400 } else { 200 }),
                 connections,
                 canary,
@@ -308,10 +340,10 @@ fn check(path: &std::path::Path) -> ExitCode {
     match Config::load(path) {
         Ok(config) => {
             println!(
-                "{}: ok ({} destinations, {} routes)",
+                "{}: ok ({}, {})",
                 path.display(),
-                config.destinations.len(),
-                config.routes.len()
+                count(config.destinations.len(), "destination"),
+                count(config.routes.len(), "route")
             );
             ExitCode::SUCCESS
         }
@@ -322,20 +354,27 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
+/// `3 routes`, `1 route`.
+fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
 fn run(path: &std::path::Path, workers: Option<usize>) -> anyhow::Result<ExitCode> {
-    let mut config = match Config::load(path) {
+    let config = match Config::load(path) {
         Ok(c) => c,
         Err(error) => {
             eprintln!("{error}");
             return Ok(ExitCode::FAILURE);
         }
     };
-    if workers.is_some() {
-        config.workers = workers;
-    }
     let options = weir::ServerOptions {
         config_file: Some(path.to_path_buf()),
         sighup: true,
+        workers,
     };
     let server = weir::Server::start_with(config, options)?;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -372,11 +411,15 @@ fn upstream(
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .with_context(|| format!("cannot listen on {listen}"))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on {listen} (--listen): {e}; is another process using it? Pass another --listen"
+                )
+            })?;
         tracing::info!(
             listen = %listener.local_addr()?,
             name = %profile.name,
-            latency = ?profile.latency,
+            latency = %profile.latency,
             error_rate = profile.error_rate,
             "synthetic upstream serving"
         );

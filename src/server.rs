@@ -25,7 +25,9 @@ const IDLE_SWEEP: std::time::Duration = std::time::Duration::from_secs(5);
 /// Why weir could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot listen on {addr} (`{key}`): {source}; is another process using it?")]
+    #[error(
+        "cannot listen on {addr} (the config's `{key}`): {source}; is another process using that port?"
+    )]
     Bind {
         key: &'static str,
         addr: SocketAddr,
@@ -45,6 +47,9 @@ pub struct ServerOptions {
     pub config_file: Option<std::path::PathBuf>,
     /// Reload the config file on SIGHUP (a process-wide signal handler).
     pub sighup: bool,
+    /// Worker threads, over the config's `workers` (`weir run --workers`). Kept out of
+    /// the config, so a reload compares the file with the file.
+    pub workers: Option<usize>,
 }
 
 /// A running weir: workers serving the data plane, and the admin listener.
@@ -67,7 +72,10 @@ impl Server {
 
     /// Binds both listeners and starts serving. Returns once they accept connections.
     pub fn start_with(config: Config, options: ServerOptions) -> Result<Server, StartError> {
-        let workers = config.workers.unwrap_or_else(runtime::default_workers);
+        let workers = options
+            .workers
+            .or(config.workers)
+            .unwrap_or_else(runtime::default_workers);
         let listener = bind(config.listen, "listen")?;
         let admin_listener = bind(config.admin, "admin")?;
         let listen_addr = listener.local_addr().map_err(|source| StartError::Bind {

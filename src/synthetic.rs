@@ -49,6 +49,26 @@ impl LatencyRange {
     }
 }
 
+/// As `--latency` takes it: `2ms..6ms`, or `5ms` for a fixed latency.
+impl std::fmt::Display for LatencyRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        fn one(d: Duration) -> String {
+            if d.subsec_nanos().is_multiple_of(1_000_000) {
+                format!("{}ms", d.as_millis())
+            } else if d.subsec_nanos().is_multiple_of(1_000) {
+                format!("{}us", d.as_micros())
+            } else {
+                format!("{}ns", d.as_nanos())
+            }
+        }
+        if self.min == self.max {
+            f.write_str(&one(self.min))
+        } else {
+            write!(f, "{}..{}", one(self.min), one(self.max))
+        }
+    }
+}
+
 impl std::str::FromStr for LatencyRange {
     type Err = String;
 

@@ -78,16 +78,22 @@ impl Weir {
         }
         text.push_str(yaml);
         let config = dir.write("weir.yaml", &text);
-        Weir::spawn(&config, Some(dir), format).await
+        Weir::spawn(&config, Some(dir), format, &[]).await
     }
 
     /// Starts weir on a config file the test owns (and may rewrite, to test reloads).
     /// The file must set `listen` and `admin` (`127.0.0.1:0` works).
     pub async fn start_file(config: &Path, format: LogFormat) -> Weir {
-        Weir::spawn(config, None, format).await
+        Weir::spawn(config, None, format, &[]).await
     }
 
-    async fn spawn(config: &Path, dir: Option<TempDir>, format: LogFormat) -> Weir {
+    /// [`Weir::start_file`] with more arguments after `run --config FILE`
+    /// (`--workers 1`).
+    pub async fn start_file_args(config: &Path, format: LogFormat, args: &[&str]) -> Weir {
+        Weir::spawn(config, None, format, args).await
+    }
+
+    async fn spawn(config: &Path, dir: Option<TempDir>, format: LogFormat, args: &[&str]) -> Weir {
         let fmt = match format {
             LogFormat::Text => "text",
             LogFormat::Json => "json",
@@ -104,6 +110,7 @@ impl Weir {
                 "--config",
             ])
             .arg(config)
+            .args(args)
             .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
