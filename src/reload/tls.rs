@@ -82,8 +82,13 @@ impl TlsReloader {
             let key = Arc::as_ptr(&client) as usize;
             let result = client.reload();
             if matches!(result, Ok(true)) {
+                let files: Vec<String> = client
+                    .watched_paths()
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect();
                 tracing::info!(
-                    files = ?client.watched_paths(),
+                    files = %files.join(","),
                     "upstream TLS files reloaded; new upstream connections use them"
                 );
             }
