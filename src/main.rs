@@ -108,6 +108,10 @@ enum Command {
         /// Judge without changing any weight.
         #[arg(long)]
         dry_run: bool,
+        /// Only validate the config and exit: 0, or 2 with the problem and its place.
+        /// Nothing is contacted.
+        #[arg(long, conflicts_with_all = ["dry_run", "report"])]
+        check: bool,
     },
     /// Render a canary run's report.json as one self-contained HTML page (`weir canary`
     /// also writes it, as report.html beside report.json).
@@ -222,7 +226,8 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             config,
             report,
             dry_run,
-        } => canary(config, report, dry_run),
+            check,
+        } => canary(config, report, dry_run, check),
         Command::Report { json, output } => {
             let written = weir::canary::report::render_file(&json, output.as_deref())?;
             println!("weir report: {}", written.display());
@@ -294,15 +299,35 @@ fn judge(samples: &std::path::Path, json: Option<&std::path::Path>) -> ExitCode 
 
 /// `weir canary`: exit 0 promoted, 1 rolled back, 2 bad config, failed pre-flight or
 /// lost target, 130 interrupted.
-fn canary(config: PathBuf, report: Option<PathBuf>, dry_run: bool) -> anyhow::Result<ExitCode> {
+fn canary(
+    config: PathBuf,
+    report: Option<PathBuf>,
+    dry_run: bool,
+    check: bool,
+) -> anyhow::Result<ExitCode> {
     use weir::canary::rollout;
     let cfg = match rollout::config::load(&config) {
         Ok(c) => c,
+        // A place inside the file follows its path; an unreadable file is its own place.
+        Err(error) if error.place == config.display().to_string() => {
+            eprintln!("weir canary: {error}");
+            return Ok(ExitCode::from(2));
+        }
         Err(error) => {
             eprintln!("weir canary: {}:{error}", config.display());
             return Ok(ExitCode::from(2));
         }
     };
+    if check {
+        println!(
+            "{}: ok ({}, {}, route `{}`)",
+            config.display(),
+            count(cfg.stages.len(), "stage"),
+            count(cfg.metrics.len(), "metric"),
+            cfg.target.route
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -283,3 +283,41 @@ fn with_duration_0_the_demo_runs_until_interrupted() {
         "{text}"
     );
 }
+
+/// `weir canary --check` validates a rollout without contacting anything.
+#[test]
+fn canary_check_validates_a_rollout_offline() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/config/canary.yaml");
+    let out = weir_output(
+        &["canary", "--check", "--config", example],
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.ends_with(": ok (2 stages, 4 metrics, route `primary`)\n"),
+        "{text}"
+    );
+    let dir = TempDir::new("cli-canary-check");
+    let typo = dir.write(
+        "typo.yaml",
+        &std::fs::read_to_string(example)
+            .unwrap()
+            .replace("interval: 10s", "intervall: 10s"),
+    );
+    let out = weir_output(
+        &["canary", "--check", "-c", typo.to_str().unwrap()],
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("typo.yaml:intervall: unknown key"), "{err}");
+    let missing = dir.path().join("missing.yaml");
+    let out = weir_output(
+        &["canary", "--check", "-c", missing.to_str().unwrap()],
+        Duration::from_secs(10),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.matches("missing.yaml").count(), 1, "{err}");
+}
