@@ -16,7 +16,8 @@ install_missing() {
 }
 
 cargo build --release --locked --quiet
-WEIR=$PWD/target/release/weir
+# Where cargo put it: CARGO_TARGET_DIR (relative to here, or absolute) or ./target.
+WEIR=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)/release/weir
 
 work=$(mktemp -d)
 pids=()
