@@ -113,7 +113,7 @@ async fn admin_bodies_are_bounded_in_size_and_time() {
                 .flatten();
             assert_eq!(resp.map(|r| r.status), Some(413));
             assert!(
-                start.elapsed() < Duration::from_secs(1),
+                start.elapsed() < Duration::from_secs(4),
                 "413 after {:?}",
                 start.elapsed()
             );

@@ -54,7 +54,9 @@ async fn a_dead_endpoint_is_backed_off_and_used_again_once_it_listens() {
             assert_eq!((status, flags.as_str()), (503, "UF -"), "request {i}");
         }
         let took = start.elapsed();
-        assert!(took < Duration::from_secs(2), "200 requests took {took:?}");
+        // The connect attempts counted below are the check; the time only rules out a
+        // wait per request (a connect timeout each would be minutes).
+        assert!(took < Duration::from_secs(30), "200 requests took {took:?}");
         let attempts = metric(
             &weir,
             "weir_upstream_connect_failures_total{destination=\"app\"}",

@@ -36,8 +36,9 @@ async fn the_connection_over_max_connections_is_closed_at_once() {
             "the sixth got {:?}",
             String::from_utf8_lossy(&raw)
         );
+        // Closed at once, not held: a bound far from the 5 s the read waits.
         assert!(
-            start.elapsed() < Duration::from_secs(1),
+            start.elapsed() < Duration::from_secs(4),
             "{:?}",
             start.elapsed()
         );
@@ -129,7 +130,9 @@ async fn unsolicited_ping_acks_do_not_flood_the_log() {
 async fn requests_over_the_pool_limit_and_queue_get_503_uo_at_once() {
     within(60, async {
         let mut profile = weir::synthetic::Profile::new("app");
-        profile.latency = weir::synthetic::LatencyRange::fixed(Duration::from_millis(500));
+        // Answers take 2 s, so "at once" (well under 2 s) is far from a wait for a
+        // place (4 s), even on a loaded machine.
+        profile.latency = weir::synthetic::LatencyRange::fixed(Duration::from_secs(2));
         let upstream = synthetic_with(profile).await;
         let weir = Weir::start(&format!(
             r#"
@@ -172,7 +175,7 @@ routes:
             assert_eq!((ok.len(), uo.len()), (3, 3), "{proto}: {summary:?}");
             for (_, took) in &uo {
                 assert!(
-                    *took < Duration::from_millis(300),
+                    *took < Duration::from_millis(1500),
                     "{proto}: UO after {took:?}"
                 );
             }
@@ -180,7 +183,7 @@ routes:
             let mut times: Vec<Duration> = ok.iter().map(|(_, t)| *t).collect();
             times.sort();
             assert!(
-                times[2] >= Duration::from_millis(900),
+                times[2] >= Duration::from_millis(3600),
                 "{proto}: {summary:?}"
             );
         }

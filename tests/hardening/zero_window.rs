@@ -116,8 +116,10 @@ async fn big_upstream() -> SocketAddr {
     synthetic_with(profile).await
 }
 
-/// Other clients (both protocols, new connections) are answered at once, 200 when
-/// `served`, and the admin port answers.
+/// Other clients (both protocols, new connections) are answered, 200 when `served`,
+/// and the admin port answers. "At once" is told from the failure (waiting out the
+/// 300 s stream idle timeout behind the attack) with a bound far from both, so a loaded
+/// machine does not fail it.
 async fn others_are_answered(weir: &Weir, what: &str, served: bool) {
     for proto in Proto::ALL {
         let start = Instant::now();
@@ -126,7 +128,7 @@ async fn others_are_answered(weir: &Weir, what: &str, served: bool) {
             .unwrap_or_else(|e| panic!("{what}: {proto}: {e}"));
         let flags = got.header("x-weir-response-flags");
         assert!(
-            start.elapsed() < Duration::from_secs(2),
+            start.elapsed() < Duration::from_secs(30),
             "{what}: {proto}: {} {flags:?} after {:?}",
             got.status,
             start.elapsed()
